@@ -1,0 +1,3 @@
+"""tracker: follows myositis clinical trials on ClinicalTrials.gov and reports every change."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,140 @@
+"""Settings: one frozen object, built once from the environment and checked at start-up.
+
+Only the CLI reads `.env` (via python-dotenv) before calling `Settings.from_env`; everything
+else receives a `Settings`. A bad value raises `ConfigError` naming the variable and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from tracker.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://clinicaltrials.gov/api/v2"
+DEFAULT_DATABASE_URL = "sqlite:///data/tracker.db"
+
+# Essie syntax for `query.cond`. The ConditionSearch area also searches MeSH terms and their
+# ancestors, so "myositis" alone reaches most DM/PM/IBM records; the named subtypes catch
+# records whose conditions are free text without a MeSH mapping.
+DEFAULT_QUERY = " OR ".join(
+    [
+        "myositis",
+        "dermatomyositis",
+        '"juvenile dermatomyositis"',
+        '"amyopathic dermatomyositis"',
+        "polymyositis",
+        '"inclusion body myositis"',
+        '"immune-mediated necrotizing myopathy"',
+        '"necrotizing autoimmune myopathy"',
+        '"antisynthetase syndrome"',
+        '"anti-synthetase syndrome"',
+        '"idiopathic inflammatory myopathy"',
+        '"idiopathic inflammatory myopathies"',
+    ]
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str = DEFAULT_BASE_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    query: str = DEFAULT_QUERY
+    page_size: int = 1000
+    request_interval: float = 1.0
+    timeout: float = 60.0
+    max_retries: int = 5
+    retry_after_cap: float = 300.0
+    overlap_days: int = 3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: `os.environ`); unset or empty means default."""
+        env = os.environ if env is None else env
+
+        def get(name: str, parse: Callable[[str], T], default: T, hint: str) -> T:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return parse(raw)
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"{name}={raw!r} is not valid: {hint}") from error
+
+        return cls(
+            base_url=get("CTGOV_BASE_URL", _http_url, DEFAULT_BASE_URL,
+                         "give an http(s) URL such as https://clinicaltrials.gov/api/v2"),
+            database_url=get("TRACKER_DATABASE_URL", _database_url, DEFAULT_DATABASE_URL,
+                             "use sqlite:///path/to/file.db or postgresql+psycopg://user@host/db"),
+            query=get("TRACKER_QUERY", _query, DEFAULT_QUERY,
+                      "give a ClinicalTrials.gov condition search (Essie syntax)"),
+            page_size=get("TRACKER_PAGE_SIZE", _int_between(1, 1000), 1000,
+                          "give a whole number from 1 to 1000"),
+            request_interval=get("TRACKER_REQUEST_INTERVAL", _float_between(0, 60), 1.0,
+                                 "give seconds between requests, from 0 to 60"),
+            timeout=get("TRACKER_TIMEOUT", _float_between(1, 600), 60.0,
+                        "give seconds from 1 to 600"),
+            max_retries=get("TRACKER_MAX_RETRIES", _int_between(0, 20), 5,
+                            "give a whole number from 0 to 20"),
+            retry_after_cap=get("TRACKER_RETRY_AFTER_CAP", _float_between(0, 3600), 300.0,
+                                "give seconds from 0 to 3600"),
+            overlap_days=get("TRACKER_OVERLAP_DAYS", _int_between(0, 60), 3,
+                             "give a whole number of days from 0 to 60"),
+        )
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(raw)
+    return raw.rstrip("/")
+
+
+def _database_url(raw: str) -> str:
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
+    if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
+        raise ValueError(raw)
+    if scheme == "postgresql":
+        # SQLAlchemy would pick psycopg2 for the bare scheme; psycopg 3 is what we ship.
+        raw = "postgresql+psycopg://" + raw.split("://", 1)[1]
+    return raw
+
+
+def _query(raw: str) -> str:
+    if raw.count('"') % 2:
+        raise ValueError("unbalanced quotes")
+    return raw
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(raw)
+        return value
+
+    return parse
+
+
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:
+            raise ValueError(raw)
+        return value
+
+    return parse
+
+
+def redact_url(url: str) -> str:
+    """A database URL safe to print: the password, if any, becomes ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

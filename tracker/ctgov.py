@@ -1,0 +1,235 @@
+"""A polite client for the ClinicalTrials.gov Data API v2.
+
+Polite means: a User-Agent naming the product, gzip, explicit timeouts, at least
+`request_interval` seconds between requests, and retries with exponential backoff and jitter
+on network faults, 429 and 5xx (honouring a capped `Retry-After`). Any other 4xx is final and
+its plain-text message reaches the user. Paging follows the API's rules exactly: every page
+repeats the first request's parameters, a full last page may still carry a token, an empty
+page ends, and a repeated token is an error.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from tracker import __version__
+from tracker.config import Settings
+from tracker.errors import ApiError, IncompleteSync, MalformedResponse, RetriesExhausted
+
+USER_AGENT = f"tracker/{__version__} (myositis clinical-trials tracker; python-httpx)"
+NCT_ID = re.compile(r"^NCT\d{8}$")
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+
+Study = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ApiVersion:
+    api_version: str
+    data_timestamp: str
+
+
+@dataclass
+class Page:
+    number: int
+    studies: list[Study]
+    total_count: int | None
+    next_token: str | None
+
+
+@dataclass
+class CtGovClient:
+    """Talks to one API base URL; `sleep`, `clock` and `jitter` are injectable for tests."""
+
+    settings: Settings
+    http: httpx.Client | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    jitter: Callable[[], float] = random.random
+    on_retry: Callable[[str], None] | None = None
+    requests_made: int = 0
+    _last_request: float | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.http is None:
+            self.http = httpx.Client(
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"},
+                timeout=httpx.Timeout(self.settings.timeout, connect=15.0),
+                follow_redirects=True,
+            )
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
+
+    def version(self) -> ApiVersion:
+        body = self._get_json("/version", {}, what="the API version")
+        if not isinstance(body, dict) or not isinstance(body.get("dataTimestamp"), str):
+            raise MalformedResponse("ClinicalTrials.gov /version did not return a dataTimestamp.")
+        return ApiVersion(str(body.get("apiVersion", "")), body["dataTimestamp"])
+
+    def pages(self, params: dict[str, str]) -> Iterator[Page]:
+        """Yield every page of `/studies` for `params`, then prove the set is complete.
+
+        Raises IncompleteSync after the last page if the studies received do not match the
+        first page's `totalCount` (requested with countTotal=true) or an ID came twice.
+        """
+        first = {**params, "pageSize": str(self.settings.page_size), "countTotal": "true"}
+        later = {k: v for k, v in first.items() if k != "countTotal"}
+        seen: set[str] = set()
+        seen_tokens: set[str] = set()
+        total: int | None = None
+        token: str | None = None
+        number = 0
+        while True:
+            number += 1
+            request = first if token is None else {**later, "pageToken": token}
+            page = self._page(request, number)
+            if number == 1:
+                total = page.total_count
+                if total is None:
+                    raise MalformedResponse(
+                        "ClinicalTrials.gov did not return totalCount on the first page, "
+                        "so the sync could not be checked for completeness."
+                    )
+            for study in page.studies:
+                nct_id = nct_id_of(study)
+                if nct_id in seen:
+                    raise IncompleteSync(
+                        f"{nct_id} came twice (page {number}); the registry probably refreshed "
+                        "during the sync. Nothing was changed; run the sync again."
+                    )
+                seen.add(nct_id)
+            yield page
+            if not page.studies or not page.next_token:
+                break
+            if page.next_token in seen_tokens:
+                raise IncompleteSync(
+                    f"ClinicalTrials.gov repeated a page token on page {number}; stopping so as "
+                    "not to loop. Nothing was changed; run the sync again."
+                )
+            seen_tokens.add(page.next_token)
+            token = page.next_token
+        if total is not None and len(seen) != total:
+            raise IncompleteSync(
+                f"ClinicalTrials.gov announced {total} studies but sent {len(seen)}. "
+                "Nothing was changed; run the sync again."
+            )
+
+    def _page(self, params: dict[str, str], number: int) -> Page:
+        body = self._get_json("/studies", params, what=f"page {number} of studies")
+        if not isinstance(body, dict) or not isinstance(body.get("studies"), list):
+            raise MalformedResponse(
+                f"Page {number} from ClinicalTrials.gov has no 'studies' list; "
+                "nothing was changed."
+            )
+        for study in body["studies"]:
+            nct_id_of(study, page=number)
+        total = body.get("totalCount")
+        token = body.get("nextPageToken")
+        if total is not None and not isinstance(total, int):
+            raise MalformedResponse(f"Page {number} has a non-numeric totalCount: {total!r}.")
+        if token is not None and not isinstance(token, str):
+            raise MalformedResponse(f"Page {number} has an invalid nextPageToken.")
+        return Page(number, body["studies"], total, token or None)
+
+    def _get_json(self, path: str, params: dict[str, str], what: str) -> Any:
+        url = self.settings.base_url + path
+        attempts = self.settings.max_retries + 1
+        problem = ""
+        for attempt in range(attempts):
+            wait: float | None = None
+            try:
+                response = self._send(url, params)
+            except httpx.TransportError as error:
+                problem = f"{type(error).__name__}: {error or 'no details'}"
+            else:
+                if response.status_code == 200:
+                    try:
+                        return json.loads(response.content)
+                    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                        problem = f"malformed JSON ({error})"
+                        if attempt == attempts - 1:
+                            raise MalformedResponse(
+                                f"ClinicalTrials.gov sent malformed JSON for {what}: {error}. "
+                                "Nothing was changed."
+                            ) from error
+                elif response.status_code in RETRYABLE_STATUS:
+                    problem = f"HTTP {response.status_code}"
+                    wait = self._retry_after(response)
+                else:
+                    raise ApiError(response.status_code, _plain_message(response), url)
+            if attempt == attempts - 1:
+                break
+            delay = wait if wait is not None else self._backoff(attempt)
+            if self.on_retry:
+                self.on_retry(f"{what}: {problem}; retrying in {delay:.0f}s")
+            self.sleep(delay)
+        raise RetriesExhausted(
+            f"Could not fetch {what} from {self.settings.base_url} after {attempts} attempts "
+            f"(last: {problem}). Nothing was changed."
+        )
+
+    def _send(self, url: str, params: dict[str, str]) -> httpx.Response:
+        if self._last_request is not None:
+            remaining = self._last_request + self.settings.request_interval - self.clock()
+            if remaining > 0:
+                self.sleep(remaining)
+        self.requests_made += 1
+        try:
+            assert self.http is not None
+            return self.http.get(url, params=params)
+        finally:
+            self._last_request = self.clock()
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+        return delay / 2 + self.jitter() * delay / 2
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        raw = response.headers.get("Retry-After")
+        if not raw:
+            return None
+        try:
+            seconds = float(raw)
+        except ValueError:
+            try:
+                parsed = email.utils.parsedate_to_datetime(raw)
+            except (TypeError, ValueError):
+                return None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            seconds = (parsed - datetime.now(UTC)).total_seconds()
+        return max(0.0, min(seconds, self.settings.retry_after_cap))
+
+
+def nct_id_of(study: Any, page: int | None = None) -> str:
+    """The study's NCT ID, or MalformedResponse if the record lacks a valid one."""
+    try:
+        nct_id = study["protocolSection"]["identificationModule"]["nctId"]
+    except (KeyError, TypeError):
+        nct_id = None
+    if not isinstance(nct_id, str) or not NCT_ID.match(nct_id):
+        where = f" on page {page}" if page else ""
+        raise MalformedResponse(
+            f"A study{where} has no valid protocolSection.identificationModule.nctId "
+            f"({nct_id!r}); nothing was changed."
+        )
+    return nct_id
+
+
+def _plain_message(response: httpx.Response) -> str:
+    text = " ".join(response.text.split())
+    return (text[:300] + "...") if len(text) > 300 else (text or response.reason_phrase)

@@ -1,0 +1,76 @@
+"""One sync at a time, across processes: a file lock for SQLite, an advisory lock for PostgreSQL.
+
+Both are released by the operating system or the server when the holder dies, so a killed
+sync never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import text
+
+from tracker.errors import LockBusy
+from tracker.store import Store
+
+# An arbitrary, fixed key for pg_try_advisory_lock ("myositis" in ASCII, fits in a bigint).
+PG_LOCK_KEY = 0x6D796F7369746973
+BUSY = "Another sync is already running{who}; this one did nothing. Try again when it finishes."
+
+
+@contextmanager
+def sync_lock(store: Store) -> Iterator[None]:
+    """Hold the sync lock for the duration of the block, or raise LockBusy at once."""
+    if store.is_sqlite:
+        with _file_lock(_lock_path(store.url)):
+            yield
+    else:
+        with _advisory_lock(store):
+            yield
+
+
+def _lock_path(url: str) -> Path:
+    path = url.removeprefix("sqlite:///")
+    if not path or path == ":memory:":
+        return Path(".tracker-memory.lock")
+    return Path(path + ".lock")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            raise LockBusy(BUSY.format(who=f" ({holder})" if holder else "")) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, started {datetime.now():%Y-%m-%d %H:%M:%S}".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _advisory_lock(store: Store) -> Iterator[None]:
+    with store.engine.connect() as conn:
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY}).scalar()
+        conn.commit()
+        if not got:
+            raise LockBusy(BUSY.format(who=""))
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
+            conn.commit()

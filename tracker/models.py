@@ -1,0 +1,105 @@
+"""The snapshot's tables.
+
+- `Study`: the current record of each study ever tracked, with the fields people filter on
+  as columns. A study that stops matching the query keeps its row, with `removed_at` set.
+- `StudyVersion`: every distinct version of every record (zlib-compressed JSON), so the
+  history can be diffed again or audited later.
+- `ChangeEvent`: what changed, one row per change, tied to the sync that saw it.
+- `SyncRun`: every sync, successful or not, with its counts and its error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, LargeBinary, Text
+from sqlmodel import Field, SQLModel
+
+
+class Study(SQLModel, table=True):
+    __tablename__ = "study"
+
+    nct_id: str = Field(primary_key=True, max_length=11)
+    brief_title: str = Field(default="", sa_column=Column(Text, nullable=False))
+    official_title: str | None = Field(default=None, sa_column=Column(Text))
+    acronym: str | None = None
+    overall_status: str | None = Field(default=None, index=True)
+    last_known_status: str | None = None
+    why_stopped: str | None = Field(default=None, sa_column=Column(Text))
+    study_type: str | None = None
+    phases: str | None = None
+    conditions: str | None = Field(default=None, sa_column=Column(Text))
+    interventions: str | None = Field(default=None, sa_column=Column(Text))
+    lead_sponsor: str | None = Field(default=None, sa_column=Column(Text))
+    enrollment: int | None = None
+    enrollment_type: str | None = None
+    start_date: str | None = None
+    primary_completion_date: str | None = None
+    completion_date: str | None = None
+    first_posted: str | None = None
+    last_update_posted: str | None = Field(default=None, index=True)
+    results_first_posted: str | None = None
+    has_results: bool = False
+    minimum_age: str | None = None
+    maximum_age: str | None = None
+    sex: str | None = None
+    countries: str | None = Field(default=None, sa_column=Column(Text))
+    site_count: int = 0
+
+    content_hash: str = Field(max_length=64)
+    version_id: int | None = None
+    first_seen_at: datetime
+    last_changed_at: datetime
+    removed_at: datetime | None = Field(default=None, index=True)
+
+
+class StudyVersion(SQLModel, table=True):
+    __tablename__ = "study_version"
+    __table_args__ = (Index("ix_study_version_nct", "nct_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    nct_id: str = Field(max_length=11)
+    content_hash: str = Field(max_length=64)
+    last_update_posted: str | None = None
+    sync_run_id: int
+    fetched_at: datetime
+    record: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class ChangeEvent(SQLModel, table=True):
+    __tablename__ = "change_event"
+    __table_args__ = (Index("ix_change_event_nct", "nct_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    sync_run_id: int = Field(index=True)
+    nct_id: str = Field(max_length=11)
+    kind: str = Field(index=True, max_length=20)
+    field: str
+    old_value: str | None = Field(default=None, sa_column=Column(Text))
+    new_value: str | None = Field(default=None, sa_column=Column(Text))
+    summary: str = Field(sa_column=Column(Text, nullable=False))
+    detected_at: datetime = Field(index=True)
+    last_update_posted: str | None = None
+    version_id: int | None = None
+
+
+class SyncRun(SQLModel, table=True):
+    __tablename__ = "sync_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = Field(default="running", index=True)  # running | ok | skipped | failed
+    mode: str = "full"  # full | incremental | baseline
+    query: str = Field(sa_column=Column(Text, nullable=False))
+    data_timestamp: str | None = None
+    since: str | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    requests: int = 0
+    fetched: int = 0
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    reformatted: int = 0
+    events: int = 0

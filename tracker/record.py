@@ -1,0 +1,139 @@
+"""Normalise a raw API study record: strip noise, hash it, and pull out the fields people use.
+
+All functions are pure. A record is exactly what the API returns for one study; nothing here
+invents values: a missing field stays None, and partial dates keep their precision.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+Study = dict[str, Any]
+
+STATUS_LABELS = {
+    "ACTIVE_NOT_RECRUITING": "Active, not recruiting",
+    "COMPLETED": "Completed",
+    "ENROLLING_BY_INVITATION": "Enrolling by invitation",
+    "NOT_YET_RECRUITING": "Not yet recruiting",
+    "RECRUITING": "Recruiting",
+    "SUSPENDED": "Suspended",
+    "TERMINATED": "Terminated",
+    "WITHDRAWN": "Withdrawn",
+    "AVAILABLE": "Available",
+    "NO_LONGER_AVAILABLE": "No longer available",
+    "TEMPORARILY_NOT_AVAILABLE": "Temporarily not available",
+    "APPROVED_FOR_MARKETING": "Approved for marketing",
+    "WITHHELD": "Withheld",
+    "UNKNOWN": "Unknown status",
+}
+PHASE_LABELS = {
+    "NA": "Not Applicable",
+    "EARLY_PHASE1": "Early Phase 1",
+    "PHASE1": "Phase 1",
+    "PHASE2": "Phase 2",
+    "PHASE3": "Phase 3",
+    "PHASE4": "Phase 4",
+}
+
+
+def get(record: Any, path: str, default: Any = None) -> Any:
+    """`record["a"]["b"]["c"]` for path "a.b.c", or `default` if any step is missing."""
+    node = record
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def without_noise(study: Study) -> Study:
+    """The record minus fields that move on every registry refresh (versionHolder)."""
+    if get(study, "derivedSection.miscInfoModule.versionHolder") is None:
+        return study
+    clean = copy.copy(study)
+    derived = dict(clean["derivedSection"])
+    misc = {k: v for k, v in derived["miscInfoModule"].items() if k != "versionHolder"}
+    if misc:
+        derived["miscInfoModule"] = misc
+    else:
+        del derived["miscInfoModule"]
+    clean["derivedSection"] = derived
+    return clean
+
+
+def content_hash(study: Study) -> str:
+    """A stable fingerprint of the meaningful content: equal hashes mean nothing changed."""
+    canonical = json.dumps(without_noise(study), sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def last_update_posted(study: Study) -> str | None:
+    return get(study, "protocolSection.statusModule.lastUpdatePostDateStruct.date")
+
+
+def status_label(status: str | None) -> str:
+    if not status:
+        return "No status"
+    return STATUS_LABELS.get(status, status.replace("_", " ").capitalize())
+
+
+def phases_label(phases: list[str] | None) -> str:
+    if not phases:
+        return "No phase"
+    return "/".join(PHASE_LABELS.get(p, p) for p in phases)
+
+
+def site_key(site: dict[str, Any]) -> str:
+    """Identity of a site across versions: facility and place, case- and space-folded."""
+    parts = [site.get(k) or "" for k in ("facility", "city", "state", "country")]
+    return "|".join(" ".join(str(p).split()).casefold() for p in parts)
+
+
+def site_place(site: dict[str, Any]) -> str:
+    place = ", ".join(p for p in (site.get("city"), site.get("country")) if p)
+    facility = site.get("facility")
+    if facility and place:
+        return f"{place} ({facility})"
+    return place or facility or "unnamed site"
+
+
+def summarise(study: Study) -> dict[str, Any]:
+    """The columns the snapshot keeps for filtering, listing and export."""
+    p = study.get("protocolSection", {})
+    locations = get(p, "contactsLocationsModule.locations", []) or []
+    countries = sorted({loc["country"].strip() for loc in locations if loc.get("country")})
+    interventions = get(p, "armsInterventionsModule.interventions", []) or []
+    return {
+        "nct_id": get(p, "identificationModule.nctId"),
+        "brief_title": get(p, "identificationModule.briefTitle") or "",
+        "official_title": get(p, "identificationModule.officialTitle"),
+        "acronym": get(p, "identificationModule.acronym"),
+        "overall_status": get(p, "statusModule.overallStatus"),
+        "last_known_status": get(p, "statusModule.lastKnownStatus"),
+        "why_stopped": get(p, "statusModule.whyStopped"),
+        "study_type": get(p, "designModule.studyType"),
+        "phases": "|".join(get(p, "designModule.phases", []) or []) or None,
+        "conditions": "|".join(get(p, "conditionsModule.conditions", []) or []) or None,
+        "interventions": "|".join(
+            str(i.get("name")) for i in interventions if i.get("name")
+        ) or None,
+        "lead_sponsor": get(p, "sponsorCollaboratorsModule.leadSponsor.name"),
+        "enrollment": get(p, "designModule.enrollmentInfo.count"),
+        "enrollment_type": get(p, "designModule.enrollmentInfo.type"),
+        "start_date": get(p, "statusModule.startDateStruct.date"),
+        "primary_completion_date": get(p, "statusModule.primaryCompletionDateStruct.date"),
+        "completion_date": get(p, "statusModule.completionDateStruct.date"),
+        "first_posted": get(p, "statusModule.studyFirstPostDateStruct.date"),
+        "last_update_posted": get(p, "statusModule.lastUpdatePostDateStruct.date"),
+        "results_first_posted": get(p, "statusModule.resultsFirstPostDateStruct.date"),
+        "has_results": bool(study.get("hasResults")),
+        "minimum_age": get(p, "eligibilityModule.minimumAge"),
+        "maximum_age": get(p, "eligibilityModule.maximumAge"),
+        "sex": get(p, "eligibilityModule.sex"),
+        "countries": "|".join(countries) or None,
+        "site_count": len(locations),
+    }
