@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 import click
@@ -294,10 +294,11 @@ def _parse_since(value: str) -> datetime:
     if days:
         return utcnow() - timedelta(days=int(days.group(1)))
     try:
-        return datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise click.BadParameter("use a date like 2026-11-01 or a number of days like 7d",
                                  param_hint="--since") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _nct(value: str) -> str:

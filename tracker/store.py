@@ -54,8 +54,7 @@ LISTING = ListedStudy.__table__  # type: ignore[attr-defined]
 
 
 def utcnow() -> datetime:
-    """Naive UTC, the one form every backend stores the same way."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 def compress(record: dict[str, Any]) -> bytes:

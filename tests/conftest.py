@@ -1,0 +1,111 @@
+"""Shared fixtures: real (myositis-edited) records, a local fake API, and real databases.
+
+Storage and sync tests run against SQLite always, and against PostgreSQL when
+TRACKER_TEST_POSTGRES_URL names a server (`.ci/run` starts one; under CI it is required).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import SQLModel
+
+from tests.fakeapi import FakeApi, Registry
+from tracker.config import Settings
+from tracker.ctgov import CtGovClient
+from tracker.store import Store
+
+DATA = Path(__file__).parent / "data" / "studies"
+POSTGRES_URL = os.environ.get("TRACKER_TEST_POSTGRES_URL", "")
+
+
+def load_study(nct_id: str) -> dict[str, Any]:
+    return json.loads((DATA / f"{nct_id}.json").read_text())
+
+
+def all_studies() -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(DATA.glob("NCT*.json"))}
+
+
+def updated(study: dict[str, Any], days: int = 1) -> dict[str, Any]:
+    """A copy of `study` as the sponsor's next update would post it: lastUpdatePostDate moves."""
+    new = copy.deepcopy(study)
+    status = new["protocolSection"]["statusModule"]
+    posted = date.fromisoformat(status["lastUpdatePostDateStruct"]["date"])
+    status["lastUpdatePostDateStruct"]["date"] = (posted + timedelta(days=days)).isoformat()
+    status["lastUpdateSubmitDate"] = (posted + timedelta(days=days - 1)).isoformat()
+    return new
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("CI") and not POSTGRES_URL:
+        raise pytest.UsageError("CI must set TRACKER_TEST_POSTGRES_URL (see .ci/run)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tracker.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("set TRACKER_TEST_POSTGRES_URL to run against PostgreSQL")
+    store = Store(POSTGRES_URL)
+    SQLModel.metadata.drop_all(store.engine)
+    store.close()
+    yield POSTGRES_URL
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tracker.db'}"
+
+
+@pytest.fixture
+def registry() -> Registry:
+    reg = Registry()
+    reg.put(*all_studies().values())
+    return reg
+
+
+@pytest.fixture
+def fake_api(registry: Registry) -> Iterator[FakeApi]:
+    with FakeApi(registry) as api:
+        yield api
+
+
+@pytest.fixture
+def settings(fake_api: FakeApi, database_url: str) -> Settings:
+    return Settings(base_url=fake_api.base_url, database_url=database_url, page_size=3,
+                    request_interval=0, max_retries=2, timeout=5)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    s = Store(settings.database_url)
+    yield s
+    s.close()
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def client(settings: Settings, sleeps: Sleeps) -> Iterator[CtGovClient]:
+    c = CtGovClient(settings, sleep=sleeps)
+    yield c
+    c.close()
