@@ -214,7 +214,7 @@ class FakeApi(ThreadingHTTPServer):
     def __init__(self, registry: Registry | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.registry = registry or Registry()
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def base_url(self) -> str:

@@ -185,7 +185,7 @@ class Store:
             for start in range(0, len(ids), BATCH):
                 chunk = ids[start:start + BATCH]
                 out.update(conn.execute(select(STUDY.c.nct_id, STUDY.c.brief_title)
-                                        .where(STUDY.c.nct_id.in_(chunk))).tuples().all())
+                                        .where(STUDY.c.nct_id.in_(chunk))).all())
         return out
 
     def iter_studies(self, include_removed: bool = False) -> Iterator[Study]:
@@ -208,7 +208,7 @@ class Transaction:
             select(STUDY.c.nct_id, STUDY.c.content_hash, STUDY.c.last_update_posted,
                    STUDY.c.version_id, STUDY.c.removed_at)
             .where(STUDY.c.nct_id.in_(list(nct_ids)))
-        ).tuples()
+        )
         return {r[0]: Known(r[1], r[2], r[3], r[4] is not None) for r in rows}
 
     def record(self, version_id: int) -> dict[str, Any]:

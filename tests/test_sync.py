@@ -1,0 +1,293 @@
+"""The sync pipeline against a real database (SQLite and PostgreSQL) and the local fake API."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import load_study, updated
+from tests.fakeapi import Registry
+from tracker.config import Settings
+from tracker.ctgov import CtGovClient
+from tracker.errors import ApiError, IncompleteSync, LockBusy, MalformedResponse, RetriesExhausted
+from tracker.lock import sync_lock
+from tracker.store import EVENT, STUDY, VERSION, Store
+from tracker.sync import sync
+
+NEXT_DAY = "2026-11-21T09:00:05"
+
+
+def snapshot(store: Store) -> dict[str, list[Any]]:
+    """Every row of the snapshot's tables, for before/after comparisons."""
+    with store.engine.connect() as conn:
+        return {t.name: sorted(tuple(r) for r in conn.execute(select(t)))
+                for t in (STUDY, VERSION, EVENT)}
+
+
+def refresh(registry: Registry, stamp: str = NEXT_DAY) -> None:
+    registry.data_timestamp = stamp
+
+
+def set_status(registry: Registry, nct_id: str, status: str) -> None:
+    study = updated(registry.studies[nct_id])
+    study["protocolSection"]["statusModule"]["overallStatus"] = status
+    registry.put(study)
+
+
+def test_first_sync_is_a_baseline_without_change_events(settings: Settings, store: Store,
+                                                        client: CtGovClient) -> None:
+    result = sync(settings, store, client)
+
+    assert (result.mode, result.status, result.listed, result.new) == ("baseline", "ok", 7, 7)
+    assert result.events == 0
+    assert store.changes() == []
+    assert store.counts()["tracked"] == 7
+    assert store.study("NCT04078230").overall_status == "RECRUITING"
+    assert store.last_run("ok").data_timestamp == "2026-11-20T09:00:05"
+
+
+def test_sync_is_skipped_when_the_registry_has_not_refreshed(settings: Settings, store: Store,
+                                                            client: CtGovClient,
+                                                            registry: Registry) -> None:
+    sync(settings, store, client)
+    before = len(registry.log)
+
+    result = sync(settings, store, client)
+
+    assert result.mode == "skipped"
+    assert result.requests == 1
+    assert [path for path, _, _ in registry.log[before:]] == ["/api/v2/version"]
+
+
+def test_incremental_sync_fetches_only_updated_studies_and_records_the_change(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    study = updated(registry.studies["NCT07725679"])
+    status = study["protocolSection"]["statusModule"]
+    status["overallStatus"] = "RECRUITING"
+    status["lastUpdatePostDateStruct"]["date"] = "2026-11-20"  # posted after the last sync
+    registry.put(study)
+    refresh(registry)
+    start = len(registry.log)
+
+    result = sync(settings, store, client)
+
+    assert (result.mode, result.changed, result.new, result.removed) == ("incremental", 1, 0, 0)
+    assert result.unchanged == 6
+    [event] = store.changes()
+    assert (event.nct_id, event.kind) == ("NCT07725679", "status")
+    assert event.summary == "Status: Not yet recruiting -> Recruiting"
+    studies_requests = [p for path, p, _ in registry.log[start:] if path.endswith("/studies")]
+    ranges = [p["filter.advanced"] for p in studies_requests if "filter.advanced" in p]
+    assert ranges and all(r == "AREA[LastUpdatePostDate]RANGE[2026-11-17,MAX]" for r in ranges)
+    assert all(p.get("fields") == "NCTId|LastUpdatePostDate"
+               for p in studies_requests if "filter.advanced" not in p)
+    assert not any("filter.ids" in p for p in studies_requests)
+    assert store.study("NCT07725679").overall_status == "RECRUITING"
+    assert store.version_count("NCT07725679") == 2
+
+
+def test_an_update_older_than_the_window_is_still_caught_by_the_listing(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    set_status(registry, "NCT00874328", "RECRUITING")  # lastUpdatePostDate moves one day only
+    refresh(registry)
+
+    result = sync(settings, store, client)
+
+    assert result.changed == 1
+    assert [e.kind for e in store.changes()] == ["status"]
+    assert any(p.get("filter.ids") == "NCT00874328" for p in registry.requests("/studies"))
+
+
+def test_new_and_removed_studies_are_reported(settings: Settings, store: Store,
+                                              client: CtGovClient, registry: Registry) -> None:
+    newcomer = load_study("NCT02248896")
+    registry.drop("NCT02248896")
+    sync(settings, store, client)
+    registry.put(newcomer)
+    registry.drop("NCT00987428")
+    refresh(registry)
+
+    result = sync(settings, store, client)
+
+    assert (result.new, result.removed) == (1, 1)
+    kinds = {(e.nct_id, e.kind) for e in store.changes()}
+    assert kinds == {("NCT02248896", "new"), ("NCT00987428", "removed")}
+    assert store.study("NCT00987428").removed_at is not None
+    assert store.counts()["tracked"] == 6
+
+
+def test_a_removed_study_that_matches_again_is_reported_new(settings: Settings, store: Store,
+                                                           client: CtGovClient,
+                                                           registry: Registry) -> None:
+    sync(settings, store, client)
+    gone = registry.studies["NCT00987428"]
+    registry.drop("NCT00987428")
+    refresh(registry)
+    sync(settings, store, client)
+    registry.put(gone)
+    refresh(registry, "2026-11-22T09:00:05")
+
+    result = sync(settings, store, client)
+
+    assert result.new == 1
+    assert store.changes(kinds=["new"])[0].nct_id == "NCT00987428"
+    assert store.study("NCT00987428").removed_at is None
+
+
+def test_reformatting_without_a_new_update_date_is_stored_silently(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    study = copy.deepcopy(registry.studies["NCT04078230"])
+    summary = study["protocolSection"]["descriptionModule"]
+    summary["briefSummary"] = summary["briefSummary"].replace(" ", "  ", 1)
+    registry.put(study)
+    refresh(registry)
+
+    result = sync(settings, store, client, full=True)
+
+    assert (result.reformatted, result.changed, result.events) == (1, 0, 0)
+    assert store.changes() == []
+    assert store.version_count("NCT04078230") == 2
+
+
+def test_a_moved_version_holder_is_not_even_a_new_version(settings: Settings, store: Store,
+                                                          client: CtGovClient,
+                                                          registry: Registry) -> None:
+    sync(settings, store, client)
+    for study in registry.studies.values():
+        study["derivedSection"]["miscInfoModule"]["versionHolder"] = "2026-11-21"
+    refresh(registry)
+
+    result = sync(settings, store, client, full=True)
+
+    assert (result.unchanged, result.reformatted, result.changed) == (7, 0, 0)
+    assert store.counts()["versions"] == 7
+
+
+def test_full_sync_reports_the_same_changes_as_incremental(settings: Settings, store: Store,
+                                                           client: CtGovClient,
+                                                           registry: Registry) -> None:
+    sync(settings, store, client)
+    set_status(registry, "NCT07725679", "RECRUITING")
+    refresh(registry)
+
+    result = sync(settings, store, client, full=True)
+
+    assert (result.mode, result.changed) == ("full", 1)
+    assert [e.summary for e in store.changes()] == ["Status: Not yet recruiting -> Recruiting"]
+    assert not any("fields" in p for p in registry.requests("/studies")[-3:])
+
+
+def test_changing_the_query_starts_a_new_baseline(settings: Settings, store: Store,
+                                                  client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    registry.drop("NCT00987428")
+    broader = Settings(**{**settings.__dict__, "query": "myositis OR myopathy"})
+
+    result = sync(broader, store, client)
+
+    assert result.mode == "baseline"
+    assert store.changes() == []
+    assert store.study("NCT00987428").removed_at is not None
+
+
+FAULTS = {
+    "server error on page 2": (dict(status=503, times=99), RetriesExhausted),
+    "rate limited on page 2": (dict(status=429, headers={"Retry-After": "1"}, times=99),
+                               RetriesExhausted),
+    "truncated page 2": (dict(truncate=True, times=99), RetriesExhausted),
+    "malformed JSON on page 2": (dict(status=200, body=b'{"studies":[{"protocolSection":',
+                                      times=99), MalformedResponse),
+    "refused page 2": (dict(status=400, body=b"`pageToken` is invalid"), ApiError),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=list(FAULTS))
+def test_a_fault_on_any_page_changes_nothing(fault: str, settings: Settings, store: Store,
+                                             client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    set_status(registry, "NCT07725679", "RECRUITING")
+    registry.drop("NCT00987428")
+    refresh(registry)
+    before = snapshot(store)
+    options, error = FAULTS[fault]
+    registry.fail(match=lambda path, params: "pageToken" in params, **options)
+
+    with pytest.raises(error):
+        sync(settings, store, client, full=True)
+
+    assert snapshot(store) == before
+    assert store.study("NCT00987428").removed_at is None
+    failed = store.last_run("failed")
+    assert failed is not None and failed.error
+    registry.faults.clear()
+    result = sync(settings, store, client)
+    assert (result.changed, result.removed) == (1, 1)
+
+
+def test_a_short_listing_changes_nothing(settings: Settings, store: Store, client: CtGovClient,
+                                         registry: Registry) -> None:
+    sync(settings, store, client)
+    refresh(registry)
+    before = snapshot(store)
+    real_answer = registry.answer
+
+    def lying_total(path: str, params: dict[str, str]) -> tuple[int, str, bytes]:
+        status, kind, body = real_answer(path, params)
+        return status, kind, body.replace(b'"totalCount":7', b'"totalCount":9')
+
+    registry.answer = lying_total  # type: ignore[method-assign]
+
+    with pytest.raises(IncompleteSync, match="announced 9 studies but sent 7"):
+        sync(settings, store, client)
+
+    assert snapshot(store) == before
+    assert store.counts()["removed"] == 0
+
+
+def test_a_registry_refresh_during_the_sync_changes_nothing(settings: Settings, store: Store,
+                                                            client: CtGovClient,
+                                                            registry: Registry) -> None:
+    sync(settings, store, client)
+    set_status(registry, "NCT07725679", "RECRUITING")
+    refresh(registry)
+    before = snapshot(store)
+    real_answer = registry.answer
+
+    def refresh_midway(path: str, params: dict[str, str]) -> tuple[int, str, bytes]:
+        if path.endswith("/studies"):
+            registry.data_timestamp = "2026-11-22T09:00:05"
+        return real_answer(path, params)
+
+    registry.answer = refresh_midway  # type: ignore[method-assign]
+
+    with pytest.raises(IncompleteSync, match="refreshed its data during the sync"):
+        sync(settings, store, client)
+    assert snapshot(store) == before
+
+
+def test_a_second_sync_is_refused_while_one_runs(settings: Settings, store: Store,
+                                                 client: CtGovClient,
+                                                 registry: Registry) -> None:
+    with sync_lock(store), pytest.raises(LockBusy, match="Another sync is already running"):
+        sync(settings, store, client)
+    assert registry.log == []
+
+
+def test_a_run_left_running_by_a_killed_process_is_marked_failed(settings: Settings,
+                                                                 store: Store,
+                                                                 client: CtGovClient) -> None:
+    orphan = store.begin_run(settings.query)
+
+    sync(settings, store, client)
+
+    with store.engine.connect() as conn:
+        from tracker.store import RUN
+        row = conn.execute(select(RUN).where(RUN.c.id == orphan)).mappings().one()
+    assert row["status"] == "failed"
+    assert "Interrupted" in row["error"]
