@@ -237,7 +237,7 @@ def export_command(app: App, fmt: str, output: str | None, include_removed: bool
         os.replace(tmp, output)
         click.echo(f"Exported {count} studies to {output}.", err=True)
     else:
-        _write_export(rows, fmt, click.get_text_stream("stdout"))
+        _write_export(rows, fmt, sys.stdout)
 
 
 def main() -> None:

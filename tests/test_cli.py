@@ -1,0 +1,274 @@
+"""The command line as a user runs it: real processes, a real SQLite file, the local fake API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from dotenv import dotenv_values
+
+from tests.conftest import updated
+from tests.fakeapi import FakeApi, Registry
+from tracker.cli import cli
+from tracker.config import Settings
+from tracker.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def env(fake_api: FakeApi, tmp_path: Path) -> dict[str, str]:
+    return {
+        "CTGOV_BASE_URL": fake_api.base_url,
+        "TRACKER_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'tracker.db'}",
+        "TRACKER_REQUEST_INTERVAL": "0",
+        "TRACKER_PAGE_SIZE": "3",
+        "TRACKER_MAX_RETRIES": "1",
+        "TRACKER_TIMEOUT": "5",
+    }
+
+
+def run(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`tracker ARGS` in a fresh process, as a user's shell would run it."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("TRACKER_", "CTGOV_"))}
+    return subprocess.run([sys.executable, "-m", "tracker", *args], env={**clean, **env},
+                          cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def invoke(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def change_status(registry: Registry, nct_id: str, status: str) -> None:
+    study = updated(registry.studies[nct_id])
+    study["protocolSection"]["statusModule"]["overallStatus"] = status
+    registry.put(study)
+    registry.data_timestamp = "2026-11-21T09:00:05"
+
+
+def test_sync_prints_a_baseline_then_the_changes(env: dict[str, str],
+                                                 registry: Registry) -> None:
+    first = run(env, "sync")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("Baseline recorded: 7 studies")
+    assert "data as of 2026-11-20T09:00:05" in first.stdout
+
+    change_status(registry, "NCT07725679", "RECRUITING")
+    registry.drop("NCT00987428")
+    second = run(env, "sync")
+
+    assert second.returncode == 0, second.stderr
+    assert "Synced 6 studies (incremental, updates since 2026-11-17): 0 new, 1 changed, " \
+           "1 removed, 5 unchanged; 2 change events" in second.stdout
+    assert second.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_sync_json_summary(env: dict[str, str]) -> None:
+    result = run(env, "sync", "--json")
+    summary = json.loads(result.stdout)
+    assert summary["mode"] == "baseline"
+    assert summary["listed"] == 7
+    assert summary["requests"] >= 4  # version, three pages of three, version again
+
+
+def test_unchanged_registry_means_nothing_to_do(env: dict[str, str]) -> None:
+    run(env, "sync")
+    again = run(env, "sync")
+    assert again.returncode == 0
+    assert again.stdout.startswith("Nothing to do: ClinicalTrials.gov has not refreshed")
+
+
+def test_changes_lists_filters_and_exports_json(env: dict[str, str], registry: Registry) -> None:
+    invoke(env, "sync")
+    change_status(registry, "NCT07725679", "RECRUITING")
+    registry.drop("NCT00987428")
+    invoke(env, "sync")
+
+    text = invoke(env, "changes")
+    assert "NCT07725679  Efgartigimod in Immune-Mediated Necrotizing Myopathy" in text.output
+    assert "status         Status: Not yet recruiting -> Recruiting" in text.output
+    only_status = json.loads(invoke(env, "changes", "--kind", "status", "--json").output)
+    assert [(e["nct_id"], e["kind"]) for e in only_status] == [("NCT07725679", "status")]
+    assert only_status[0]["old"] == "NOT_YET_RECRUITING"
+    assert only_status[0]["url"] == "https://clinicaltrials.gov/study/NCT07725679"
+    by_study = json.loads(invoke(env, "changes", "--nct", "nct00987428", "--json").output)
+    assert [e["kind"] for e in by_study] == ["removed"]
+    assert invoke(env, "changes", "--since", "2099-01-01").output.startswith("No changes")
+    assert len(json.loads(invoke(env, "changes", "--since", "1d", "--json").output)) == 2
+
+
+def test_changes_rejects_a_bad_date_with_one_line(env: dict[str, str]) -> None:
+    result = run(env, "changes", "--since", "last tuesday")
+    assert result.returncode == 2
+    assert "use a date like 2026-11-01" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_show_prints_the_study_and_its_history(env: dict[str, str], registry: Registry) -> None:
+    invoke(env, "sync")
+    change_status(registry, "NCT07725679", "RECRUITING")
+    invoke(env, "sync")
+
+    text = invoke(env, "show", "NCT07725679").output
+    assert "Efgartigimod in Immune-Mediated Necrotizing Myopathy" in text
+    assert "Recruiting" in text
+    assert "History: 2 version(s) stored, 1 change(s) recorded" in text
+    assert "https://clinicaltrials.gov/study/NCT07725679" in text
+    data = json.loads(invoke(env, "show", "NCT07725679", "--json").output)
+    assert data["overall_status"] == "RECRUITING"
+    assert data["versions"] == 2
+    assert data["changes"][0]["summary"] == "Status: Not yet recruiting -> Recruiting"
+
+
+def test_show_an_unknown_study_fails_cleanly(env: dict[str, str]) -> None:
+    run(env, "sync")
+    result = run(env, "show", "NCT09999999")
+    assert result.returncode == 4
+    assert result.stderr.startswith("tracker: error: NCT09999999 is not in the snapshot")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_status_reports_the_last_success_and_the_last_failure(env: dict[str, str],
+                                                              registry: Registry) -> None:
+    run(env, "sync")
+    registry.data_timestamp = "2026-11-21T09:00:05"
+    registry.fail(status=503, times=99)
+
+    failed = run(env, "sync")
+    assert failed.returncode == 1
+    assert "after 2 attempts (last: HTTP 503)" in failed.stderr
+
+    status = run(env, "status")
+    assert "Studies tracked:       7" in status.stdout
+    assert "API data timestamp:    2026-11-20T09:00:05" in status.stdout
+    assert "Last failed sync:" in status.stdout and "HTTP 503" in status.stdout
+    assert "Warning: the most recent sync failed" in status.stdout
+    info = json.loads(run(env, "status", "--json").stdout)
+    assert info["last_sync_failed"] is True
+    assert info["counts"]["tracked"] == 7
+
+
+def test_export_writes_csv_and_json(env: dict[str, str], tmp_path: Path) -> None:
+    invoke(env, "sync")
+    rows = list(csv.DictReader(io.StringIO(invoke(env, "export").output)))
+    assert len(rows) == 7
+    ibm = next(r for r in rows if r["nct_id"] == "NCT02803307")
+    assert ibm["brief_title"] == "Arimoclomol in Inclusion Body Myositis"
+    assert ibm["has_results"] == "True"
+    target = tmp_path / "trials.json"
+    invoke(env, "export", "--format", "json", "-o", str(target))
+    studies = json.loads(target.read_text())
+    assert {s["nct_id"] for s in studies} == {r["nct_id"] for r in rows}
+
+
+def test_a_bad_setting_is_named_in_one_line(env: dict[str, str]) -> None:
+    result = run({**env, "TRACKER_PAGE_SIZE": "lots"}, "sync")
+    assert result.returncode == 2
+    assert result.stderr == ("tracker: error: TRACKER_PAGE_SIZE='lots' is not valid: give a "
+                             "whole number from 1 to 1000\n")
+
+
+def test_an_unreachable_api_fails_in_one_line_and_changes_nothing(env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    result = run({**env, "CTGOV_BASE_URL": "http://127.0.0.1:9/api/v2"}, "sync")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("tracker: error: Could not fetch the API version")
+    assert "Traceback" not in result.stderr
+    assert Store(env["TRACKER_DATABASE_URL"]).counts()["tracked"] == 0
+
+
+def test_settings_are_read_from_a_dot_env_file(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"CTGOV_BASE_URL={env['CTGOV_BASE_URL']}\n"
+                                   "TRACKER_REQUEST_INTERVAL=0\n")
+    result = run({}, "sync", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["listed"] == 7
+    assert (tmp_path / "data" / "tracker.db").exists()  # the default database location
+
+
+def test_a_second_sync_is_refused_while_the_first_runs(env: dict[str, str],
+                                                       registry: Registry) -> None:
+    registry.fail(match=lambda path, params: path.endswith("/studies"), status=200, delay=3,
+                  body=b"{}", times=1)
+    first = subprocess.Popen([sys.executable, "-m", "tracker", "sync"], env={**os.environ, **env},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: registry.requests("/studies"))
+
+    second = run(env, "sync")
+    first.communicate(timeout=30)
+
+    assert second.returncode == 3
+    assert second.stderr.startswith("tracker: error: Another sync is already running (pid "
+                                    f"{first.pid}")
+
+
+def test_killing_a_sync_midway_loses_nothing(env: dict[str, str], registry: Registry) -> None:
+    run(env, "sync")
+    change_status(registry, "NCT07725679", "RECRUITING")
+    registry.fail(match=lambda path, params: "filter.ids" in params, status=200, delay=30,
+                  body=b"{}", times=1)
+    victim = subprocess.Popen([sys.executable, "-m", "tracker", "sync"],
+                              env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    _wait_for(lambda: [p for p in registry.requests("/studies") if "filter.ids" in p])
+    time.sleep(0.3)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    store = Store(env["TRACKER_DATABASE_URL"])
+    assert store.changes() == []
+    assert store.study("NCT07725679").overall_status == "NOT_YET_RECRUITING"
+
+    registry.faults.clear()
+    after = run(env, "sync", "--json")
+
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout)["changed"] == 1
+    assert "Interrupted" in (store.last_run("failed").error or "")
+
+
+def test_every_command_has_help() -> None:
+    for command in ("sync", "changes", "show", "status", "export"):
+        result = CliRunner().invoke(cli, [command, "--help"])
+        assert result.exit_code == 0
+        assert len(result.output.splitlines()) > 4
+
+
+def test_config_example_documents_every_setting_with_its_default() -> None:
+    values = {k: v or "" for k, v in dotenv_values(ROOT / "config.example.env").items()}
+    assert Settings.from_env(values) == Settings()
+    documented = set(values)
+    read = {name for name in _settings_variables()}
+    assert documented == read
+
+
+def test_readme_starts_with_the_install_and_test_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv")]
+    assert commands[0].endswith("tracker sync")
+    assert commands[1] in ci  # CI runs exactly the README's test command
+
+
+def _settings_variables() -> list[str]:
+    source = (ROOT / "tracker" / "config.py").read_text()
+    import re
+    return re.findall(r'get\("([A-Z_]+)"', source)
+
+
+def _wait_for(condition, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
