@@ -58,6 +58,10 @@ class TrackerGroup(click.Group):
             raise Failure(str(error), error.exit_code) from error
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # The reader went away (`tracker export | head`): stop quietly, as cat would.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
         except Exception as error:
             if os.environ.get("TRACKER_DEBUG"):
                 raise
@@ -170,6 +174,7 @@ def show_command(app: App, nct_id: str, as_json: bool) -> None:
                                "changes": [_event_dict(e) for e in events]},
                               indent=2, ensure_ascii=False))
         return
+    click.echo(f"{study.nct_id}  {study.brief_title}")
     for label, value in _study_lines(study):
         click.echo(f"{label + ':':<20} {value}")
     click.echo(f"\nHistory: {versions} version(s) stored, {len(events)} change(s) recorded")
@@ -281,8 +286,9 @@ def _sync_summary(r: SyncResult) -> str:
         return (f"Nothing to do: ClinicalTrials.gov has not refreshed its data since the last "
                 f"sync ({stamp}); {took}.")
     if r.mode == "baseline":
-        return (f"Baseline recorded: {r.listed} studies ({r.removed} dropped from the previous "
-                f"query's set); no changes are reported on a first sync; {took}; {stamp}.")
+        dropped = f", {r.removed} from the previous query dropped" if r.removed else ""
+        return (f"Baseline recorded: {r.listed} studies{dropped}; no changes are reported on a "
+                f"first sync; {took}; {stamp}.")
     how = f"incremental, updates since {r.since}" if r.mode == "incremental" else "full"
     return (f"Synced {r.listed} studies ({how}): {r.new} new, {r.changed} changed, "
             f"{r.removed} removed, {r.unchanged} unchanged; {r.events} change events; "
@@ -332,7 +338,6 @@ def _study_dict(study: Study) -> dict[str, Any]:
 
 
 def _study_lines(s: Study) -> Iterator[tuple[str, str]]:
-    yield s.nct_id, s.brief_title
     if s.removed_at:
         yield "Tracking", f"no longer matches the query (since {s.removed_at:%Y-%m-%d})"
     status = status_label(s.overall_status)

@@ -30,7 +30,7 @@ USER_AGENT = f"tracker/{__version__} (myositis clinical-trials tracker; python-h
 NCT_ID = re.compile(r"^NCT\d{8}$")
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
-RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+RETRYABLE_STATUS = {429, *range(500, 600)}  # 429 and every 5xx (errors.py: ApiError is 4xx)
 
 Study = dict[str, Any]
 
@@ -153,7 +153,7 @@ class CtGovClient:
             wait: float | None = None
             try:
                 response = self._send(url, params)
-            except httpx.TransportError as error:
+            except (httpx.TransportError, httpx.DecodingError) as error:
                 problem = f"{type(error).__name__}: {error or 'no details'}"
             else:
                 if response.status_code == 200:

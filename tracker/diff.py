@@ -74,8 +74,12 @@ def _status(o: Study, n: Study) -> Iterable[Change]:
         summary = f"Status: {status_label(before)} -> {status_label(after)}"
         if why and why != get(o, "statusModule.whyStopped"):
             summary += f" (why stopped: {_short(why, 80)})"
+        lk_after = get(n, "statusModule.lastKnownStatus")
+        if lk_after and lk_after != before:
+            summary += f" (last known: {status_label(lk_after)})"
         yield Change("status", "overallStatus", before, after, summary)
-    elif why != get(o, "statusModule.whyStopped") and why:
+        return  # lastKnownStatus exists only while UNKNOWN: it comes and goes with the status
+    if why != get(o, "statusModule.whyStopped") and why:
         yield Change("status", "whyStopped", get(o, "statusModule.whyStopped"), why,
                      f"Why stopped: {_short(why, 100)}")
     lk_before = get(o, "statusModule.lastKnownStatus")
@@ -147,7 +151,8 @@ ELIGIBILITY_LABELS = {
 
 def _eligibility(o: Study, n: Study) -> Iterable[Change]:
     a, b = o.get("eligibilityModule") or {}, n.get("eligibilityModule") or {}
-    for key in _changed_keys(a, b):
+    # stdAges is computed by the registry from the age limits, which are reported themselves.
+    for key in _changed_keys(a, b, ignore={"stdAges"}):
         before, after = a.get(key), b.get(key)
         label = ELIGIBILITY_LABELS.get(key)
         if key == "eligibilityCriteria":
@@ -204,7 +209,7 @@ def _sponsor(o: Study, n: Study) -> Iterable[Change]:
     a = get(o, "sponsorCollaboratorsModule.leadSponsor.name")
     b = get(n, "sponsorCollaboratorsModule.leadSponsor.name")
     if a != b:
-        yield Change("sponsor", "leadSponsor", a, b, f"Lead sponsor: {_plain(a)} -> {_plain(b)}")
+        yield Change("sponsor", "leadSponsor", a, b, f"Lead sponsor: {_text(a)} -> {_text(b)}")
     yield from _keyed_list(
         "sponsor", "collaborators", lambda c: str(c.get("name")),
         get(o, "sponsorCollaboratorsModule.collaborators", []),
@@ -222,7 +227,7 @@ def _title(o: Study, n: Study) -> Iterable[Change]:
         b = get(n, f"identificationModule.{field}")
         if a != b:
             yield Change("title", field, a, b,
-                         f"{label}: {_short(_plain(a), 80)} -> {_short(_plain(b), 80)}")
+                         f"{label}: {_short(_text(a), 80)} -> {_short(_text(b), 80)}")
 
 
 # Keys each detector above owns; everything else in protocolSection is reported as `other`.
@@ -366,6 +371,11 @@ def _plain(value: Any) -> str:
     if isinstance(value, str) and value in PHASE_LABELS:
         return PHASE_LABELS[value]
     return str(value).replace("_", " ").capitalize() if str(value).isupper() else str(value)
+
+
+def _text(value: Any) -> str:
+    """Free text (titles, names) as given: "PEPM" is an acronym, not an enum to reword."""
+    return "none" if value is None else str(value)
 
 
 def _short(text: str, limit: int) -> str:

@@ -1,0 +1,77 @@
+"""Settings are read once from the environment and refused with a message naming the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from tracker.config import DEFAULT_QUERY, Settings, redact_url
+from tracker.errors import ConfigError
+
+
+def test_an_empty_environment_gives_the_documented_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.base_url == "https://clinicaltrials.gov/api/v2"
+    assert settings.database_url == "sqlite:///data/tracker.db"
+    assert settings.page_size == 1000
+    assert settings.request_interval == 1.0
+
+
+def test_blank_values_mean_default() -> None:
+    assert Settings.from_env({"TRACKER_PAGE_SIZE": "  ", "CTGOV_BASE_URL": ""}) == Settings()
+
+
+def test_values_are_parsed_and_trailing_slashes_dropped() -> None:
+    settings = Settings.from_env({
+        "CTGOV_BASE_URL": "http://127.0.0.1:8080/api/v2/",
+        "TRACKER_PAGE_SIZE": "250",
+        "TRACKER_REQUEST_INTERVAL": "2.5",
+        "TRACKER_MAX_RETRIES": "0",
+        "TRACKER_OVERLAP_DAYS": "7",
+        "TRACKER_QUERY": '"inclusion body myositis"',
+    })
+    assert settings.base_url == "http://127.0.0.1:8080/api/v2"
+    assert (settings.page_size, settings.request_interval) == (250, 2.5)
+    assert (settings.max_retries, settings.overlap_days) == (0, 7)
+    assert settings.query == '"inclusion body myositis"'
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("CTGOV_BASE_URL", "clinicaltrials.gov/api/v2"),
+    ("CTGOV_BASE_URL", "ftp://example.org"),
+    ("TRACKER_DATABASE_URL", "mysql://localhost/db"),
+    ("TRACKER_DATABASE_URL", "data/tracker.db"),
+    ("TRACKER_PAGE_SIZE", "0"),
+    ("TRACKER_PAGE_SIZE", "5000"),
+    ("TRACKER_REQUEST_INTERVAL", "-1"),
+    ("TRACKER_TIMEOUT", "soon"),
+    ("TRACKER_MAX_RETRIES", "2.5"),
+    ("TRACKER_RETRY_AFTER_CAP", "99999"),
+    ("TRACKER_OVERLAP_DAYS", "-3"),
+    ("TRACKER_QUERY", '"dermatomyositis'),
+])
+def test_an_invalid_value_is_refused_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+    message = str(caught.value)
+    assert message.startswith(f"{name}={value!r} is not valid: ")
+    assert "\n" not in message
+
+
+def test_plain_postgresql_urls_use_psycopg_3() -> None:
+    settings = Settings.from_env({"TRACKER_DATABASE_URL": "postgresql://u:p@db/tracker"})
+    assert settings.database_url == "postgresql+psycopg://u:p@db/tracker"
+
+
+def test_passwords_never_appear_in_printed_urls() -> None:
+    assert redact_url("postgresql+psycopg://user:s3cret@db:5432/x") == \
+        "postgresql+psycopg://user:***@db:5432/x"
+    assert redact_url("sqlite:///data/tracker.db") == "sqlite:///data/tracker.db"
+
+
+@pytest.mark.parametrize("term", [
+    "myositis", "dermatomyositis", '"juvenile dermatomyositis"', '"amyopathic dermatomyositis"',
+    "polymyositis", '"inclusion body myositis"', '"immune-mediated necrotizing myopathy"',
+    '"antisynthetase syndrome"', '"idiopathic inflammatory myopathy"',
+])
+def test_the_default_query_covers_every_myositis_subtype(term: str) -> None:
+    assert term in DEFAULT_QUERY.split(" OR ")
