@@ -12,10 +12,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def tool(name: str) -> str:
+    path = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(path).exists():
+        pytest.skip(f"{name} is not installed (pip install -e '.[test]')")
+    return path
+
+
 def test_ruff_finds_nothing() -> None:
-    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    if not Path(ruff).exists():
-        pytest.skip("ruff is not installed (pip install -e '.[test]')")
-    result = subprocess.run([ruff, "check", "tracker", "tests", "bench"], cwd=ROOT,
+    result = subprocess.run([tool("ruff"), "check", "tracker", "tests", "bench"], cwd=ROOT,
                             capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_package_type_checks() -> None:
+    result = subprocess.run([tool("mypy")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

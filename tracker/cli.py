@@ -42,7 +42,7 @@ EXPORT_COLUMNS = [
 class Failure(click.ClickException):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
         click.echo(f"tracker: error: {self.message}", err=True)
@@ -200,7 +200,7 @@ def status_command(app: App, as_json: bool) -> None:
         "last_success": _run_dict(last_ok),
         "last_data_change": _run_dict(last_data),
         "last_failure": _run_dict(last_failed),
-        "last_sync_failed": bool(last_failed and (not last_ok or last_failed.id > last_ok.id)),
+        "last_sync_failed": _failed_since(last_failed, last_ok),
         "counts": counts,
     }
     if as_json:
@@ -367,6 +367,12 @@ def _run_dict(run: SyncRun | None) -> dict[str, Any] | None:
         return None
     return {k: (v.isoformat() if isinstance(v, datetime) else v)
             for k, v in run.model_dump().items() if k != "query"}
+
+
+def _failed_since(failed: SyncRun | None, ok: SyncRun | None) -> bool:
+    if failed is None or failed.id is None:
+        return False
+    return ok is None or ok.id is None or failed.id > ok.id
 
 
 def _run_brief(run: SyncRun) -> str:

@@ -98,7 +98,9 @@ class Store:
         with self.engine.begin() as conn:
             result = conn.execute(RUN.insert().values(started_at=utcnow(), status="running",
                                                       mode="full", query=query))
-            return int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
 
     def finish_run(self, run_id: int, status: str, **values: Any) -> None:
         with self.engine.begin() as conn:

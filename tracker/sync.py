@@ -110,8 +110,12 @@ def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bo
         store.finish_run(run_id, result.status, mode=result.mode, **counts)
         return result
     except BaseException as error:
-        message = str(error) if isinstance(error, TrackerError) else (
-            f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+        if isinstance(error, TrackerError):
+            message = str(error)
+        elif isinstance(error, KeyboardInterrupt):
+            message = "Interrupted by the user; nothing from this sync was saved."
+        else:
+            message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         store.finish_run(run_id, "failed", error=message,
                          requests=client.requests_made - requests_before)
         raise
@@ -228,7 +232,9 @@ def _save_page(tx: Transaction, studies: list[Study], counts: _Counts, baseline:
                          "sync_run_id": run_id, "fetched_at": now, "record": compress(study)})
         pending.append((study, digest, changes, before is None))
     version_ids = tx.add_versions(versions)
-    inserts, updates, events = [], [], []
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     for (study, digest, changes, is_new), version_id in zip(pending, version_ids, strict=True):
         row = {**summarise(study), "content_hash": digest, "version_id": version_id,
                "removed_at": None}
