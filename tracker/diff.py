@@ -100,7 +100,8 @@ def _sites(o: Study, n: Study) -> Iterable[Change]:
         if key not in after:
             yield Change("site_removed", "locations", _site_brief(site), None,
                          f"Site removed: {site_place(site)}")
-    for key in before.keys() & after.keys():
+    details: list[tuple[dict[str, Any], dict[str, Any], list[str]]] = []
+    for key in sorted(before.keys() & after.keys()):
         a, b = before[key], after[key]
         if a.get("status") != b.get("status"):
             yield Change("status", "locations.status", a.get("status"), b.get("status"),
@@ -111,8 +112,17 @@ def _sites(o: Study, n: Study) -> Iterable[Change]:
                          _names(b.get("contacts")), f"Site contacts changed: {site_place(b)}")
         rest = _changed_keys(a, b, ignore={"status", "contacts"})
         if rest:
-            yield Change("other", "locations", _site_brief(a), _site_brief(b),
-                         f"Site details updated ({', '.join(rest)}): {site_place(b)}")
+            details.append((a, b, rest))
+    if len(details) == 1:
+        a, b, rest = details[0]
+        yield Change("other", "locations", _site_brief(a), _site_brief(b),
+                     f"Site details updated ({', '.join(rest)}): {site_place(b)}")
+    elif details:
+        # One line, not one per site: the registry re-geocodes sites in bulk.
+        keys = sorted({k for _, _, rest in details for k in rest})
+        yield Change("other", "locations", [_site_brief(a) for a, _, _ in details],
+                     [_site_brief(b) for _, b, _ in details],
+                     f"Site details updated at {len(details)} sites ({', '.join(keys)})")
 
 
 def _enrollment(o: Study, n: Study) -> Iterable[Change]:
@@ -234,7 +244,8 @@ def _title(o: Study, n: Study) -> Iterable[Change]:
 COVERED = {
     "identificationModule": {"briefTitle", "officialTitle", "acronym", "nctId"},
     "statusModule": {"overallStatus", "lastKnownStatus", "whyStopped", *DATE_FIELDS,
-                     "lastUpdateSubmitDate", "lastUpdatePostDateStruct",
+                     # routine bookkeeping, not a change to the trial:
+                     "lastUpdateSubmitDate", "lastUpdatePostDateStruct", "statusVerifiedDate",
                      "resultsFirstSubmitDate", "resultsFirstSubmitQcDate",
                      "resultsFirstPostDateStruct"},
     "sponsorCollaboratorsModule": {"leadSponsor", "collaborators", "responsibleParty"},

@@ -94,8 +94,9 @@ def site_key(site: dict[str, Any]) -> str:
 
 
 def site_place(site: dict[str, Any]) -> str:
-    place = ", ".join(p for p in (site.get("city"), site.get("country")) if p)
-    facility = site.get("facility")
+    place = ", ".join(" ".join(str(p).split()) for p in (site.get("city"), site.get("country"))
+                      if p)
+    facility = " ".join(str(site.get("facility") or "").split())
     if facility and place:
         return f"{place} ({facility})"
     return place or facility or "unnamed site"
