@@ -24,7 +24,13 @@ import httpx
 
 from tracker import __version__
 from tracker.config import Settings
-from tracker.errors import ApiError, IncompleteSync, MalformedResponse, RetriesExhausted
+from tracker.errors import (
+    ApiError,
+    FetchError,
+    IncompleteSync,
+    MalformedResponse,
+    RetriesExhausted,
+)
 
 USER_AGENT = f"tracker/{__version__} (myositis clinical-trials tracker; python-httpx)"
 NCT_ID = re.compile(r"^NCT\d{8}$")
@@ -66,7 +72,8 @@ class CtGovClient:
         if self.http is None:
             self.http = httpx.Client(
                 headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"},
-                timeout=httpx.Timeout(self.settings.timeout, connect=15.0),
+                timeout=httpx.Timeout(self.settings.timeout,
+                                      connect=min(15.0, self.settings.timeout)),
                 follow_redirects=True,
             )
 
@@ -153,6 +160,9 @@ class CtGovClient:
             wait: float | None = None
             try:
                 response = self._send(url, params)
+            except httpx.TooManyRedirects as error:
+                raise FetchError(f"ClinicalTrials.gov redirected {what} in a loop ({error}); "
+                                 "check CTGOV_BASE_URL.") from error
             except (httpx.TransportError, httpx.DecodingError) as error:
                 problem = f"{type(error).__name__}: {error or 'no details'}"
             else:
@@ -169,8 +179,13 @@ class CtGovClient:
                 elif response.status_code in RETRYABLE_STATUS:
                     problem = f"HTTP {response.status_code}"
                     wait = self._retry_after(response)
-                else:
+                elif 400 <= response.status_code < 500:
                     raise ApiError(response.status_code, _plain_message(response), url)
+                else:
+                    raise FetchError(
+                        f"ClinicalTrials.gov answered {what} with an unexpected HTTP "
+                        f"{response.status_code}; nothing was changed."
+                    )
             if attempt == attempts - 1:
                 break
             delay = wait if wait is not None else self._backoff(attempt)
