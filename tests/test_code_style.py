@@ -20,7 +20,8 @@ def tool(name: str) -> str:
 
 
 def test_ruff_finds_nothing() -> None:
-    result = subprocess.run([tool("ruff"), "check", "tracker", "tests", "bench"], cwd=ROOT,
+    folders = [f for f in ("tracker", "tests", "bench") if (ROOT / f).is_dir()]
+    result = subprocess.run([tool("ruff"), "check", *folders], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

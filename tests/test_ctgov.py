@@ -2,9 +2,9 @@
 
 Paging, politeness, retries and /version, checked against the local fake API on 127.0.0.1
 (tests/fakeapi.py) and against respx mocks serving real API responses. Study records are the
-real fixture records (tests/data/studies) or real captured responses from the shared
-ClinicalTrials.gov material (../shared/ctgov/responses); page envelopes use only the fields the
-API documents (`totalCount`, `studies`, `nextPageToken`). Nothing here touches the network.
+real fixture records (tests/data/studies) or real captured responses (copied verbatim into
+tests/data/responses); page envelopes use only the fields the API documents (`totalCount`,
+`studies`, `nextPageToken`). Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from tracker.errors import (
     RetriesExhausted,
 )
 
-SHARED_RESPONSES = Path(__file__).resolve().parents[2] / "shared" / "ctgov" / "responses"
+REAL_RESPONSES = Path(__file__).resolve().parent / "data" / "responses"
 PHELAN_PAGE_1 = "biomcp_search_phelan_limit5_20260811.json"  # totalCount 21, 5 studies, token
 PHELAN_PAGE_2 = "biomcp_search_phelan_next_20260811.json"  # no totalCount, 5 studies, token
 NSCLC_ONLY_PAGE = "biomcp_search_nsclc_egfr_l858r_20260811.json"  # totalCount 2, no token
@@ -56,11 +56,7 @@ FIXTURE_IDS = sorted(all_studies())  # seven real myositis records
 
 
 def real_response(name: str) -> bytes:
-    path = SHARED_RESPONSES / name
-    if not path.is_file():
-        pytest.skip(f"real API response {name} is not available at {path} "
-                    "(the shared ctgov material is not checked out next to the repo)")
-    return path.read_bytes()
+    return (REAL_RESPONSES / name).read_bytes()
 
 
 def real_json(name: str) -> Any:

@@ -20,7 +20,7 @@ from tracker.record import content_hash, summarise, without_noise
 
 Study = dict[str, Any]
 
-SHARED_STUDIES = Path(__file__).resolve().parents[2] / "shared" / "ctgov" / "studies"
+REAL_STUDIES = Path(__file__).resolve().parent / "data" / "real"
 
 RECRUITING = "NCT04078230"  # 13 sites, central contact, no collaborators
 NOT_YET_RECRUITING = "NCT07725679"
@@ -389,10 +389,7 @@ def test_first_sites_of_a_study_are_each_added() -> None:
 
 @pytest.fixture(scope="module")
 def huge_study() -> Study:
-    path = SHARED_STUDIES / "NCT04267848.json"
-    if not path.is_file():
-        pytest.skip(f"the 1,148-site record is not there: {path} (../shared/ctgov is absent)")
-    return json.loads(path.read_text())
+    return json.loads((REAL_STUDIES / "NCT04267848.json").read_text())
 
 
 def test_huge_record_has_its_1148_sites(huge_study: Study) -> None:
