@@ -119,16 +119,17 @@ class CtGovClient:
                         "during the sync. Nothing was changed; run the sync again."
                     )
                 seen.add(nct_id)
+            token, empty = page.next_token, not page.studies
             yield page
-            if not page.studies or not page.next_token:
+            del page  # hold one page at a time, not two, while the next one downloads
+            if empty or not token:
                 break
-            if page.next_token in seen_tokens:
+            if token in seen_tokens:
                 raise IncompleteSync(
                     f"ClinicalTrials.gov repeated a page token on page {number}; stopping so as "
                     "not to loop. Nothing was changed; run the sync again."
                 )
-            seen_tokens.add(page.next_token)
-            token = page.next_token
+            seen_tokens.add(token)
         if total is not None and len(seen) != total:
             raise IncompleteSync(
                 f"ClinicalTrials.gov announced {total} studies but sent {len(seen)}. "

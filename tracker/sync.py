@@ -137,23 +137,29 @@ def _fetch_and_save(settings: Settings, tx: Transaction, client: CtGovClient,
     now = utcnow()
     tx.clear_listing()
     query = {"query.cond": settings.query}
+    total: int | None = None
     if since is None:
         # Full: the full pages are the listing.
         for page in client.pages(query):
             tx.add_listing([_listing_row(s) for s in page.studies])
             _save_page(tx, page.studies, counts, baseline, run_id, now)
-            progress("Fetching studies", len(counts.seen), page.total_count)
+            total = page.total_count if page.total_count is not None else total
+            progress("Fetching studies", len(counts.seen), total)
+            del page  # let it go before the next one downloads
     else:
         listed = 0
         for page in client.pages({**query, "fields": LISTING_FIELDS}):
             tx.add_listing([_listing_row(s) for s in page.studies])
             listed += len(page.studies)
-            progress("Listing matching studies", listed, page.total_count)
+            total = page.total_count if page.total_count is not None else total
+            progress("Listing matching studies", listed, total)
         updated = {**query,
                    "filter.advanced": f"AREA[LastUpdatePostDate]RANGE[{since.isoformat()},MAX]"}
         for page in client.pages(updated):
             _save_page(tx, page.studies, counts, baseline, run_id, now)
-            progress("Fetching updated studies", counts.fetched, page.total_count)
+            total = page.total_count if page.total_count is not None else total
+            progress("Fetching updated studies", counts.fetched, total)
+            del page
         gaps = tx.stale_listed()
         for start in range(0, len(gaps), IDS_PER_REQUEST):
             chunk = gaps[start:start + IDS_PER_REQUEST]
