@@ -291,3 +291,28 @@ def test_a_run_left_running_by_a_killed_process_is_marked_failed(settings: Setti
         row = conn.execute(select(RUN).where(RUN.c.id == orphan)).mappings().one()
     assert row["status"] == "failed"
     assert "Interrupted" in row["error"]
+
+
+def test_changes_come_newest_sync_first_and_in_diff_order_within_a_sync(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    study = updated(registry.studies["NCT07725679"])
+    study["protocolSection"]["statusModule"]["overallStatus"] = "RECRUITING"
+    study["protocolSection"]["contactsLocationsModule"]["locations"] = [
+        {"facility": "Hôpital Édouard Herriot", "status": "RECRUITING", "city": "Lyon",
+         "country": "France", "geoPoint": {"lat": 45.74846, "lon": 4.84671}}]
+    registry.put(study)
+    refresh(registry)
+    sync(settings, store, client)
+    later = updated(registry.studies["NCT04078230"])
+    later["protocolSection"]["statusModule"]["primaryCompletionDateStruct"] = {
+        "date": "2028-06", "type": "ESTIMATED"}
+    registry.put(later)
+    refresh(registry, "2026-11-22T09:00:05")
+    sync(settings, store, client)
+
+    assert [(e.nct_id, e.summary) for e in store.changes()] == [
+        ("NCT04078230", "Primary completion 2027-12-31 -> 2028-06"),
+        ("NCT07725679", "Status: Not yet recruiting -> Recruiting"),
+        ("NCT07725679", "New site: Lyon, France (Hôpital Édouard Herriot)"),
+    ]

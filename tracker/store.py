@@ -168,7 +168,8 @@ class Store:
 
     def changes(self, *, since: datetime | None = None, nct_id: str | None = None,
                 kinds: Sequence[str] = (), limit: int | None = None) -> list[ChangeEvent]:
-        query = select(EVENT).order_by(EVENT.c.id.desc())
+        # Newest sync first; within a sync, the order the diff reported them.
+        query = select(EVENT).order_by(EVENT.c.sync_run_id.desc(), EVENT.c.id)
         if since is not None:
             query = query.where(EVENT.c.detected_at >= since)
         if nct_id:
