@@ -272,3 +272,16 @@ def _wait_for(condition, timeout: float = 15) -> None:  # type: ignore[no-untype
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(0.05)
+
+
+def test_export_into_a_closed_pipe_stops_quietly(env: dict[str, str]) -> None:
+    run(env, "sync")
+    reader = subprocess.Popen([sys.executable, "-m", "tracker", "export"],
+                              env={**os.environ, **env}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()  # like `tracker export | head -0`
+    errors = reader.stderr.read().decode()
+    reader.wait(timeout=30)
+    assert "Traceback" not in errors
+    assert "unexpected" not in errors
