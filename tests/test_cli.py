@@ -96,7 +96,9 @@ def test_changes_lists_filters_and_exports_json(env: dict[str, str], registry: R
 
     text = invoke(env, "changes")
     assert "NCT07725679  Efgartigimod in Immune-Mediated Necrotizing Myopathy" in text.output
-    assert "status         Status: Not yet recruiting -> Recruiting" in text.output
+    assert "  Now recruiting\n" in text.output
+    assert "(status: Status: Not yet recruiting -> Recruiting)" in text.output
+    assert "[imnm, fcrn]" in text.output
     only_status = json.loads(invoke(env, "changes", "--kind", "status", "--json").output)
     assert [(e["nct_id"], e["kind"]) for e in only_status] == [("NCT07725679", "status")]
     assert only_status[0]["old"] == "NOT_YET_RECRUITING"

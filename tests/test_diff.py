@@ -244,7 +244,9 @@ def test_site_status_change_names_the_site_and_both_statuses() -> None:
     sites(new)[0]["status"] = "ACTIVE_NOT_RECRUITING"
     change = one(diff(old, new), "status")
     assert change.field == "locations.status"
-    assert (change.old, change.new) == ("RECRUITING", "ACTIVE_NOT_RECRUITING")
+    assert (change.old["status"], change.new["status"]) == ("RECRUITING",
+                                                            "ACTIVE_NOT_RECRUITING")
+    assert change.new["facility"] == "The Johns Hopkins Hospital"
     assert change.summary == ("Site Baltimore, United States (The Johns Hopkins Hospital): "
                               "Recruiting -> Active, not recruiting")
 

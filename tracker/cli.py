@@ -6,37 +6,25 @@ holds the lock; 4 the study asked for is not in the snapshot; 70 an unexpected b
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import Any
 
 import click
 from dotenv import find_dotenv, load_dotenv
 
-from tracker import __version__
+from tracker import __version__, views
 from tracker.config import Settings, redact_url
 from tracker.ctgov import CtGovClient
 from tracker.diff import KINDS
 from tracker.errors import NotFound, TrackerError
-from tracker.models import ChangeEvent, Study, SyncRun
-from tracker.record import phases_label, status_label
-from tracker.store import Store, utcnow
-from tracker.sync import SyncResult, sync
-
-STUDY_URL = "https://clinicaltrials.gov/study/{}"
-EXPORT_COLUMNS = [
-    "nct_id", "brief_title", "official_title", "acronym", "overall_status",
-    "last_known_status", "why_stopped", "study_type", "phases", "conditions", "interventions",
-    "lead_sponsor", "enrollment", "enrollment_type", "start_date", "primary_completion_date",
-    "completion_date", "first_posted", "last_update_posted", "results_first_posted",
-    "has_results", "minimum_age", "maximum_age", "sex", "countries", "site_count",
-    "first_seen_at", "last_changed_at", "removed_at",
-]
+from tracker.store import Store, StudyFilter, utcnow
+from tracker.sync import sync
+from tracker.tags import Tagger, load_vocabulary
 
 
 class Failure(click.ClickException):
@@ -70,17 +58,64 @@ class TrackerGroup(click.Group):
 
 
 class App:
-    """Settings and the store, built once per command on first use."""
+    """Settings, vocabulary and store, built once per command on first use."""
 
     def __init__(self) -> None:
         self.settings = Settings.from_env()
+        self._tagger: Tagger | None = None
         self._store: Store | None = None
+
+    @property
+    def tagger(self) -> Tagger:
+        if self._tagger is None:
+            self._tagger = Tagger(load_vocabulary(self.settings.vocabulary))
+        return self._tagger
 
     @property
     def store(self) -> Store:
         if self._store is None:
             self._store = Store(self.settings.database_url)
+            self._store.retag(self.tagger)  # a no-op unless the vocabulary changed
         return self._store
+
+    def study_filter(self, subtypes: tuple[str, ...], therapies: tuple[str, ...],
+                     recruiting: bool, children: bool, countries: tuple[str, ...]
+                     ) -> StudyFilter:
+        vocabulary = self.tagger.vocabulary
+        for name, given, known in (("--subtype", subtypes, list(vocabulary.subtypes)),
+                                   ("--therapy", therapies, vocabulary.therapy_names)):
+            for tag in given:
+                if tag not in known:
+                    raise click.BadParameter(
+                        f"{tag!r} is not a known tag; choose from {', '.join(known)} "
+                        "(see 'tracker tags')", param_hint=name)
+        return StudyFilter(subtypes, therapies, recruiting, children,
+                           tuple(COUNTRY_ALIASES.get(c.casefold(), c) for c in countries))
+
+
+COUNTRY_ALIASES = {"usa": "United States", "us": "United States", "uk": "United Kingdom",
+                   "korea": "South Korea", "turkey": "Turkey (Türkiye)",
+                   "türkiye": "Turkey (Türkiye)"}
+
+
+def study_filters(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options `changes` and `export` share for narrowing to the studies one cares about."""
+    options = [
+        click.option("--subtype", "subtypes", multiple=True, metavar="TAG",
+                     help="Only studies of this myositis subtype (e.g. dermatomyositis, ibm, "
+                          "jdm); repeat for several. 'tracker tags' lists them."),
+        click.option("--therapy", "therapies", multiple=True, metavar="TAG",
+                     help="Only studies testing this treatment class (e.g. jak, fcrn, ivig); "
+                          "repeat for several."),
+        click.option("--recruiting", is_flag=True, help="Only studies recruiting now."),
+        click.option("--children", is_flag=True, help="Only studies children can join."),
+        click.option("--country", "countries", multiple=True, metavar="NAME",
+                     help="Only studies with a site in this country (a recruiting site, with "
+                          "--recruiting); repeat for several."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @click.group(cls=TrackerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -113,7 +148,7 @@ def sync_command(app: App, full: bool, as_json: bool) -> None:
                          on_retry=lambda msg: _warn(msg, progress))
     try:
         result = sync(app.settings, app.store, client, full=full,
-                      progress=progress.update if progress else None)
+                      progress=progress.update if progress else None, tagger=app.tagger)
     finally:
         client.close()
         if progress:
@@ -121,7 +156,7 @@ def sync_command(app: App, full: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
-        click.echo(_sync_summary(result))
+        click.echo(views.sync_summary(result))
 
 
 @cli.command("changes")
@@ -130,30 +165,30 @@ def sync_command(app: App, full: bool, as_json: bool) -> None:
 @click.option("--nct", "nct_id", help="Only changes to this study (NCT number).")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS),
               help="Only changes of this kind; repeat for several.")
+@study_filters
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def changes_command(app: App, since: str | None, nct_id: str | None, kinds: tuple[str, ...],
-                    limit: int | None, as_json: bool) -> None:
-    """List recorded changes, newest first."""
+                    subtypes: tuple[str, ...], therapies: tuple[str, ...], recruiting: bool,
+                    children: bool, countries: tuple[str, ...], limit: int | None,
+                    as_json: bool) -> None:
+    """List recorded changes, newest first, each in plain words with its technical form."""
+    where = app.study_filter(subtypes, therapies, recruiting, children, countries)
     events = app.store.changes(since=_parse_since(since) if since else None,
                                nct_id=_nct(nct_id) if nct_id else None, kinds=kinds,
-                               limit=limit)
-    titles = app.store.titles(e.nct_id for e in events)
+                               limit=limit, where=where)
+    studies = app.store.studies(e.nct_id for e in events)
     if as_json:
-        click.echo(json.dumps([_event_dict(e, titles.get(e.nct_id)) for e in events], indent=2,
-                              ensure_ascii=False))
+        click.echo(json.dumps([views.event_dict(e, studies.get(e.nct_id)) for e in events],
+                              indent=2, ensure_ascii=False))
         return
     if not events:
-        click.echo("No changes recorded" + (" for these filters." if since or nct_id or kinds
-                                            else " yet."))
+        filtered = since or nct_id or kinds or where.active
+        click.echo("No changes recorded" + (" for these filters." if filtered else " yet."))
         return
-    current = None
-    for event in events:
-        if event.nct_id != current:
-            current = event.nct_id
-            click.echo(f"\n{event.nct_id}  {_short(titles.get(event.nct_id, ''), 90)}")
-        click.echo(f"  {event.detected_at:%Y-%m-%d}  {event.kind:<14} {event.summary}")
+    for line in views.event_lines(events, studies):
+        click.echo(line)
 
 
 @cli.command("show")
@@ -161,7 +196,7 @@ def changes_command(app: App, since: str | None, nct_id: str | None, kinds: tupl
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def show_command(app: App, nct_id: str, as_json: bool) -> None:
-    """Show one study in brief and its history of changes."""
+    """Show one study in brief, its tags (and why), and its history of changes."""
     nct_id = _nct(nct_id)
     study = app.store.study(nct_id)
     if study is None:
@@ -169,17 +204,44 @@ def show_command(app: App, nct_id: str, as_json: bool) -> None:
                        "the number ('tracker export' lists every tracked study).")
     events = app.store.changes(nct_id=nct_id)
     versions = app.store.version_count(nct_id)
+    today = utcnow().date()
     if as_json:
-        click.echo(json.dumps({**_study_dict(study), "versions": versions,
-                               "changes": [_event_dict(e) for e in events]},
+        click.echo(json.dumps({**views.study_detail(study, today), "versions": versions,
+                               "changes": [views.event_dict(e) for e in events]},
                               indent=2, ensure_ascii=False))
         return
     click.echo(f"{study.nct_id}  {study.brief_title}")
-    for label, value in _study_lines(study):
+    for label, value in views.study_lines(study, app.tagger.vocabulary, today):
         click.echo(f"{label + ':':<20} {value}")
-    click.echo(f"\nHistory: {versions} version(s) stored, {len(events)} change(s) recorded")
+    click.echo(f"\nHistory: {versions} version(s) stored, {len(events)} change(s) recorded "
+               f"(registry history: {views.HISTORY_URL.format(nct_id)})")
     for event in events:
-        click.echo(f"  {event.detected_at:%Y-%m-%d}  {event.kind:<14} {event.summary}")
+        click.echo(f"  {event.detected_at:%Y-%m-%d}  {event.plain or event.summary}"
+                   f"  ({event.kind}: {event.summary})")
+
+
+@cli.command("tags")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def tags_command(app: App, as_json: bool) -> None:
+    """List every subtype and treatment class, the name filters accept, and how many trials
+    carry it."""
+    vocabulary = app.tagger.vocabulary
+    counts = app.store.tag_counts()
+    groups = {"subtypes": list(vocabulary.subtypes), "therapies": vocabulary.therapy_names}
+    if as_json:
+        click.echo(json.dumps({group: [{"name": t, "label": vocabulary.label(t),
+                                        "trials": counts[group].get(t, 0)} for t in names]
+                               for group, names in groups.items()}, indent=2,
+                              ensure_ascii=False))
+        return
+    for group, title, option in (("subtypes", "Myositis subtypes", "--subtype"),
+                                 ("therapies", "Treatment classes", "--therapy")):
+        click.echo(f"{title} (filter with {option} NAME):")
+        for tag in groups[group]:
+            click.echo(f"  {tag:<18} {counts[group].get(tag, 0):>5}  {vocabulary.label(tag)}")
+        click.echo("")
+    click.echo("Counts are tracked trials; a trial can carry several tags.")
 
 
 @cli.command("status")
@@ -197,10 +259,10 @@ def status_command(app: App, as_json: bool) -> None:
         "database": redact_url(app.settings.database_url),
         "api": app.settings.base_url,
         "data_timestamp": data_timestamp,
-        "last_success": _run_dict(last_ok),
-        "last_data_change": _run_dict(last_data),
-        "last_failure": _run_dict(last_failed),
-        "last_sync_failed": _failed_since(last_failed, last_ok),
+        "last_success": views.run_dict(last_ok),
+        "last_data_change": views.run_dict(last_data),
+        "last_failure": views.run_dict(last_failed),
+        "last_sync_failed": views.failed_since(last_failed, last_ok),
         "counts": counts,
     }
     if as_json:
@@ -213,7 +275,7 @@ def status_command(app: App, as_json: bool) -> None:
                "versions stored)")
     if last_ok:
         click.echo(f"{'Last successful sync:':<22} {last_ok.finished_at:%Y-%m-%d %H:%M} UTC "
-                   f"({_run_brief(last_ok)})")
+                   f"({views.run_brief(last_ok)})")
         click.echo(f"{'API data timestamp:':<22} {data_timestamp}")
     else:
         click.echo(f"{'Last successful sync:':<22} never; run 'tracker sync'")
@@ -231,18 +293,23 @@ def status_command(app: App, as_json: bool) -> None:
               help="Write to this file instead of standard output.")
 @click.option("--include-removed", is_flag=True, help="Also export studies that stopped "
                                                        "matching the query.")
+@study_filters
 @click.pass_obj
-def export_command(app: App, fmt: str, output: str | None, include_removed: bool) -> None:
-    """Export the current snapshot, one row per study."""
-    rows = (_study_dict(s) for s in app.store.iter_studies(include_removed))
+def export_command(app: App, fmt: str, output: str | None, include_removed: bool,
+                   subtypes: tuple[str, ...], therapies: tuple[str, ...], recruiting: bool,
+                   children: bool, countries: tuple[str, ...]) -> None:
+    """Export the current snapshot, one row per study, with its tags and patient facts."""
+    where = app.study_filter(subtypes, therapies, recruiting, children, countries)
+    today = utcnow().date()
+    rows = (views.study_dict(s, today) for s in app.store.iter_studies(include_removed, where))
     if output:
         tmp = output + ".part"
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            count = _write_export(rows, fmt, handle)
+            count = views.write_export(rows, fmt, handle)
         os.replace(tmp, output)
         click.echo(f"Exported {count} studies to {output}.", err=True)
     else:
-        _write_export(rows, fmt, sys.stdout)
+        views.write_export(rows, fmt, sys.stdout)
 
 
 def main() -> None:
@@ -279,22 +346,6 @@ def _warn(message: str, progress: _ProgressBars | None) -> None:
     click.echo(("\n" if progress else "") + f"warning: {message}", err=True)
 
 
-def _sync_summary(r: SyncResult) -> str:
-    took = f"{r.requests} request{'s' if r.requests != 1 else ''} in {r.seconds:.1f}s"
-    stamp = f"data as of {r.data_timestamp}"
-    if r.mode == "skipped":
-        return (f"Nothing to do: ClinicalTrials.gov has not refreshed its data since the last "
-                f"sync ({stamp}); {took}.")
-    if r.mode == "baseline":
-        dropped = f", {r.removed} from the previous query dropped" if r.removed else ""
-        return (f"Baseline recorded: {r.listed} studies{dropped}; no changes are reported on a "
-                f"first sync; {took}; {stamp}.")
-    how = f"incremental, updates since {r.since}" if r.mode == "incremental" else "full"
-    return (f"Synced {r.listed} studies ({how}): {r.new} new, {r.changed} changed, "
-            f"{r.removed} removed, {r.unchanged} unchanged; {r.events} change events; "
-            f"{took}; {stamp}.")
-
-
 def _parse_since(value: str) -> datetime:
     days = re.fullmatch(r"(\d+)d", value.strip())
     if days:
@@ -312,92 +363,3 @@ def _nct(value: str) -> str:
     if not re.fullmatch(r"NCT\d{8}", value):
         raise click.BadParameter(f"{value!r} is not an NCT number like NCT01234567")
     return value
-
-
-def _event_dict(event: ChangeEvent, title: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": event.id, "nct_id": event.nct_id, "kind": event.kind, "field": event.field,
-        "summary": event.summary,
-        "old": json.loads(event.old_value) if event.old_value else None,
-        "new": json.loads(event.new_value) if event.new_value else None,
-        "detected_at": event.detected_at.isoformat(),
-        "last_update_posted": event.last_update_posted, "sync_run_id": event.sync_run_id,
-        "url": STUDY_URL.format(event.nct_id),
-    }
-    if title is not None:
-        out["title"] = title
-    return out
-
-
-def _study_dict(study: Study) -> dict[str, Any]:
-    row = {c: getattr(study, c) for c in EXPORT_COLUMNS}
-    for key in ("first_seen_at", "last_changed_at", "removed_at"):
-        row[key] = row[key].isoformat() if row[key] else None
-    row["url"] = STUDY_URL.format(study.nct_id)
-    return row
-
-
-def _study_lines(s: Study) -> Iterator[tuple[str, str]]:
-    if s.removed_at:
-        yield "Tracking", f"no longer matches the query (since {s.removed_at:%Y-%m-%d})"
-    status = status_label(s.overall_status)
-    if s.last_known_status:
-        status += f" (last known: {status_label(s.last_known_status)})"
-    if s.why_stopped:
-        status += f"; why stopped: {s.why_stopped}"
-    yield "Status", status
-    yield "Phase", phases_label(s.phases.split("|") if s.phases else None)
-    yield "Conditions", (s.conditions or "").replace("|", "; ") or "none listed"
-    yield "Interventions", (s.interventions or "").replace("|", "; ") or "none listed"
-    yield "Sponsor", s.lead_sponsor or "not given"
-    if s.enrollment is not None:
-        kind = f" ({s.enrollment_type.lower()})" if s.enrollment_type else ""
-        yield "Enrollment", f"{s.enrollment}{kind}"
-    yield "Dates", (f"start {s.start_date or '?'}; primary completion "
-                    f"{s.primary_completion_date or '?'}; completion {s.completion_date or '?'}")
-    countries = (s.countries or "").replace("|", ", ")
-    yield "Sites", f"{s.site_count}" + (f" in {countries}" if countries else "")
-    yield "Results", f"posted {s.results_first_posted}" if s.has_results else "none posted"
-    yield "Last update posted", s.last_update_posted or "?"
-    yield "Link", STUDY_URL.format(s.nct_id)
-
-
-def _run_dict(run: SyncRun | None) -> dict[str, Any] | None:
-    if run is None:
-        return None
-    return {k: (v.isoformat() if isinstance(v, datetime) else v)
-            for k, v in run.model_dump().items() if k != "query"}
-
-
-def _failed_since(failed: SyncRun | None, ok: SyncRun | None) -> bool:
-    if failed is None or failed.id is None:
-        return False
-    return ok is None or ok.id is None or failed.id > ok.id
-
-
-def _run_brief(run: SyncRun) -> str:
-    if run.status == "skipped":
-        return "registry data unchanged"
-    return (f"{run.mode}: {run.new} new, {run.changed} changed, {run.removed} removed, "
-            f"{run.requests} requests")
-
-
-def _write_export(rows: Iterator[dict[str, Any]], fmt: str, handle: TextIO) -> int:
-    count = 0
-    if fmt == "csv":
-        writer = csv.DictWriter(handle, fieldnames=[*EXPORT_COLUMNS, "url"])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-            count += 1
-        return count
-    handle.write("[")
-    for row in rows:
-        handle.write(("," if count else "") + "\n  " + json.dumps(row, ensure_ascii=False))
-        count += 1
-    handle.write("\n]\n" if count else "]\n")
-    return count
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -51,6 +52,7 @@ class Settings:
     max_retries: int = 5
     retry_after_cap: float = 300.0
     overlap_days: int = 3
+    vocabulary: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +87,8 @@ class Settings:
                                 "give seconds from 0 to 3600"),
             overlap_days=get("TRACKER_OVERLAP_DAYS", _int_between(0, 60), 3,
                              "give a whole number of days from 0 to 60"),
+            vocabulary=get("TRACKER_VOCABULARY", _existing_file, None,
+                           "give the path of a readable TOML file"),
         )
 
 
@@ -103,6 +107,13 @@ def _database_url(raw: str) -> str:
         # SQLAlchemy would pick psycopg2 for the bare scheme; psycopg 3 is what we ship.
         raw = "postgresql+psycopg://" + raw.split("://", 1)[1]
     return raw
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ValueError(raw)
+    return path
 
 
 def _query(raw: str) -> str:

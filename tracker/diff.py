@@ -104,7 +104,7 @@ def _sites(o: Study, n: Study) -> Iterable[Change]:
     for key in sorted(before.keys() & after.keys()):
         a, b = before[key], after[key]
         if a.get("status") != b.get("status"):
-            yield Change("status", "locations.status", a.get("status"), b.get("status"),
+            yield Change("status", "locations.status", _site_brief(a), _site_brief(b),
                          f"Site {site_place(b)}: {status_label(a.get('status'))} -> "
                          f"{status_label(b.get('status'))}")
         if a.get("contacts") != b.get("contacts"):

@@ -6,6 +6,9 @@
   history can be diffed again or audited later.
 - `ChangeEvent`: what changed, one row per change, tied to the sync that saw it.
 - `SyncRun`: every sync, successful or not, with its counts and its error.
+
+New columns are added to an existing database on start-up (`store.upgrade_schema`), so every
+column added later must be nullable or have a default.
 """
 
 from __future__ import annotations
@@ -46,6 +49,18 @@ class Study(SQLModel, table=True):
     countries: str | None = Field(default=None, sa_column=Column(Text))
     site_count: int = 0
 
+    # Tags and patient facts (tracker.tags); lists are "|"-joined, evidence is JSON.
+    subtypes: str | None = Field(default=None, sa_column=Column(Text))
+    therapies: str | None = Field(default=None, sa_column=Column(Text))
+    tag_evidence: str | None = Field(default=None, sa_column=Column(Text))
+    recruiting: bool = Field(default=False, index=True)
+    children: bool = False
+    min_age_years: float | None = None
+    max_age_years: float | None = None
+    recruiting_countries: str | None = Field(default=None, sa_column=Column(Text))
+    recruiting_sites: str | None = Field(default=None, sa_column=Column(Text))
+    vocabulary: str | None = Field(default=None, max_length=16)
+
     content_hash: str = Field(max_length=64)
     version_id: int | None = None
     first_seen_at: datetime
@@ -78,6 +93,7 @@ class ChangeEvent(SQLModel, table=True):
     old_value: str | None = Field(default=None, sa_column=Column(Text))
     new_value: str | None = Field(default=None, sa_column=Column(Text))
     summary: str = Field(sa_column=Column(Text, nullable=False))
+    plain: str | None = Field(default=None, sa_column=Column(Text))
     detected_at: datetime = Field(index=True)
     last_update_posted: str | None = None
     version_id: int | None = None

@@ -24,15 +24,23 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
+    literal,
+    or_,
     select,
+    text,
     update,
 )
 from sqlalchemy import exc as sa_exc
 from sqlmodel import Field, SQLModel
 
 from tracker.config import redact_url
+from tracker.diff import Change
 from tracker.errors import ConfigError
 from tracker.models import ChangeEvent, Study, StudyVersion, SyncRun
+from tracker.plain import explain
+from tracker.tags import Tagger
+from tracker.tags import columns as tag_columns
 
 BATCH = 500
 
@@ -79,6 +87,7 @@ class Store:
         self.engine = _engine(url)
         try:
             SQLModel.metadata.create_all(self.engine)
+            upgrade_schema(self.engine)
         except sa_exc.OperationalError as error:
             raise ConfigError(
                 f"Cannot open the database {redact_url(url)}: {_first_line(error)}. "
@@ -167,9 +176,12 @@ class Store:
                                     .where(VERSION.c.nct_id == nct_id)).scalar_one())
 
     def changes(self, *, since: datetime | None = None, nct_id: str | None = None,
-                kinds: Sequence[str] = (), limit: int | None = None) -> list[ChangeEvent]:
+                kinds: Sequence[str] = (), limit: int | None = None,
+                where: StudyFilter | None = None) -> list[ChangeEvent]:
         # Newest sync first; within a sync, the order the diff reported them.
         query = select(EVENT).order_by(EVENT.c.sync_run_id.desc(), EVENT.c.id)
+        if where is not None and where.active:
+            query = query.join(STUDY, STUDY.c.nct_id == EVENT.c.nct_id).where(*where.clauses())
         if since is not None:
             query = query.where(EVENT.c.detected_at >= since)
         if nct_id:
@@ -181,23 +193,135 @@ class Store:
         with self.engine.connect() as conn:
             return [ChangeEvent(**row) for row in conn.execute(query).mappings()]
 
-    def titles(self, nct_ids: Iterable[str]) -> dict[str, str]:
+    def studies(self, nct_ids: Iterable[str]) -> dict[str, Study]:
         ids = sorted(set(nct_ids))
-        out: dict[str, str] = {}
+        out: dict[str, Study] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(ids), BATCH):
                 chunk = ids[start:start + BATCH]
-                out.update(conn.execute(select(STUDY.c.nct_id, STUDY.c.brief_title)
-                                        .where(STUDY.c.nct_id.in_(chunk))).all())
+                out.update((row["nct_id"], Study(**row)) for row in conn.execute(
+                    select(STUDY).where(STUDY.c.nct_id.in_(chunk))).mappings())
         return out
 
-    def iter_studies(self, include_removed: bool = False) -> Iterator[Study]:
+    def iter_studies(self, include_removed: bool = False,
+                     where: StudyFilter | None = None) -> Iterator[Study]:
         query = select(STUDY).order_by(STUDY.c.nct_id)
         if not include_removed:
             query = query.where(STUDY.c.removed_at.is_(None))
+        if where is not None and where.active:
+            query = query.where(*where.clauses())
         with self.engine.connect() as conn:
             for row in conn.execution_options(yield_per=BATCH).execute(query).mappings():
                 yield Study(**row)
+
+
+    def tag_counts(self) -> dict[str, dict[str, int]]:
+        """How many tracked studies carry each subtype and each therapy class."""
+        counts: dict[str, dict[str, int]] = {"subtypes": {}, "therapies": {}}
+        query = (select(STUDY.c.subtypes, STUDY.c.therapies)
+                 .where(STUDY.c.removed_at.is_(None)))
+        with self.engine.connect() as conn:
+            for subtypes, therapies in conn.execute(query):
+                for group, joined in (("subtypes", subtypes), ("therapies", therapies)):
+                    for tag in (joined or "").split("|"):
+                        if tag:
+                            counts[group][tag] = counts[group].get(tag, 0) + 1
+        return counts
+
+    def retag(self, tagger: Tagger) -> int:
+        """Re-tag every study tagged with another vocabulary (or none); returns how many.
+
+        Runs on start-up, so editing the vocabulary file takes effect on the next command.
+        """
+        digest = tagger.vocabulary.digest
+        stale = (STUDY.c.vocabulary.is_(None)) | (STUDY.c.vocabulary != digest)
+        done = 0
+        with self.engine.begin() as conn:
+            pending = conn.execute(select(STUDY.c.nct_id, STUDY.c.version_id).where(stale)
+                                   .order_by(STUDY.c.nct_id)).all()
+            for start in range(0, len(pending), BATCH):
+                rows = []
+                for nct_id, version_id in pending[start:start + BATCH]:
+                    if version_id is None:
+                        continue
+                    blob = conn.execute(select(VERSION.c.record)
+                                        .where(VERSION.c.id == version_id)).scalar_one()
+                    record = decompress(blob)
+                    rows.append({"nct_id": nct_id, **tag_columns(tagger.tag(record), record),
+                                 "vocabulary": digest})
+                Transaction(conn).update_studies(rows)
+                done += len(rows)
+            _explain_old_events(conn)
+        return done
+
+
+@dataclass(frozen=True)
+class StudyFilter:
+    """What `changes` and `export` narrow to; values within one option are alternatives."""
+
+    subtypes: tuple[str, ...] = ()
+    therapies: tuple[str, ...] = ()
+    recruiting: bool = False
+    children: bool = False
+    countries: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.subtypes or self.therapies or self.recruiting or self.children
+                    or self.countries)
+
+    def clauses(self) -> list[Any]:
+        out: list[Any] = []
+        if self.subtypes:
+            out.append(or_(*(_has(STUDY.c.subtypes, t) for t in self.subtypes)))
+        if self.therapies:
+            out.append(or_(*(_has(STUDY.c.therapies, t) for t in self.therapies)))
+        if self.recruiting:
+            out.append(STUDY.c.recruiting.is_(True))
+        if self.children:
+            out.append(STUDY.c.children.is_(True))
+        if self.countries:
+            column = STUDY.c.recruiting_countries if self.recruiting else STUDY.c.countries
+            out.append(or_(*(_has(func.lower(column), c.lower()) for c in self.countries)))
+        return out
+
+
+def _has(column: Any, value: str) -> Any:
+    """A "|"-joined list column contains `value` exactly."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return (literal("|") + column + literal("|")).like(f"%|{escaped}|%", escape="\\")
+
+
+def _explain_old_events(conn: Connection) -> None:
+    """Events recorded before plain sentences existed get theirs from the stored values."""
+    rows = conn.execute(select(EVENT.c.id, EVENT.c.kind, EVENT.c.field, EVENT.c.old_value,
+                               EVENT.c.new_value, EVENT.c.summary)
+                        .where(EVENT.c.plain.is_(None))).all()
+    updates = [{"key_id": r[0], "v_plain": explain(Change(
+        r[1], r[2], json.loads(r[3]) if r[3] else None, json.loads(r[4]) if r[4] else None,
+        r[5]))} for r in rows]
+    if updates:
+        conn.execute(update(EVENT).where(EVENT.c.id == bindparam("key_id"))
+                     .values(plain=bindparam("v_plain")), updates)
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Add columns (and their indexes) that this version's models have and the database lacks.
+
+    Additive only: tables are created by `create_all`; columns are added nullable, and the
+    retag pass fills them in.
+    """
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            missing = [c for c in table.columns if c.name not in present]
+            for column in missing:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+            if missing:
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
 
 
 class Transaction:

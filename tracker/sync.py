@@ -24,8 +24,11 @@ from tracker.config import Settings
 from tracker.ctgov import CtGovClient, Study, nct_id_of
 from tracker.errors import IncompleteSync, TrackerError
 from tracker.lock import sync_lock
+from tracker.plain import explain
 from tracker.record import content_hash, last_update_posted, summarise
-from tracker.store import Store, Transaction, compress, utcnow
+from tracker.store import Known, Store, Transaction, compress, utcnow
+from tracker.tags import Tagger, load_vocabulary
+from tracker.tags import columns as tag_columns
 
 IDS_PER_REQUEST = 100
 LISTING_FIELDS = "NCTId|LastUpdatePostDate"
@@ -67,16 +70,18 @@ class _Counts:
 
 
 def sync(settings: Settings, store: Store, client: CtGovClient, *, full: bool = False,
-         progress: Progress | None = None, clock: Callable[[], float] = time.monotonic
-         ) -> SyncResult:
+         progress: Progress | None = None, clock: Callable[[], float] = time.monotonic,
+         tagger: Tagger | None = None) -> SyncResult:
     """Run one sync under the sync lock; raises TrackerError subclasses on failure."""
+    tagger = tagger or Tagger(load_vocabulary(settings.vocabulary))
     with sync_lock(store):
         store.mark_interrupted()
-        return _sync_locked(settings, store, client, full, progress or _quiet, clock)
+        store.retag(tagger)
+        return _sync_locked(settings, store, client, full, progress or _quiet, clock, tagger)
 
 
 def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bool,
-                 progress: Progress, clock: Callable[[], float]) -> SyncResult:
+                 progress: Progress, clock: Callable[[], float], tagger: Tagger) -> SyncResult:
     started = clock()
     requests_before = client.requests_made
     last_ok = store.last_run("ok", "skipped")
@@ -94,7 +99,8 @@ def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bo
             result = SyncResult(run_id, "ok", mode, version.data_timestamp,
                                 since=since.isoformat() if since else None)
             with store.transaction() as tx:
-                _fetch_and_save(settings, tx, client, result, since, baseline, progress, run_id)
+                save = _Saver(tx, tagger, baseline, run_id, utcnow())
+                _fetch_and_save(settings, tx, client, result, since, save, progress)
                 after = client.version()
                 if after.data_timestamp != version.data_timestamp:
                     raise IncompleteSync(
@@ -131,10 +137,10 @@ def _since(last_ok: Any, overlap_days: int) -> date:
 
 
 def _fetch_and_save(settings: Settings, tx: Transaction, client: CtGovClient,
-                    result: SyncResult, since: date | None, baseline: bool,
-                    progress: Progress, run_id: int) -> None:
-    counts = _Counts()
-    now = utcnow()
+                    result: SyncResult, since: date | None, save: _Saver,
+                    progress: Progress) -> None:
+    counts = save.counts
+    baseline, run_id, now = save.baseline, save.run_id, save.now
     tx.clear_listing()
     query = {"query.cond": settings.query}
     total: int | None = None
@@ -142,7 +148,7 @@ def _fetch_and_save(settings: Settings, tx: Transaction, client: CtGovClient,
         # Full: the full pages are the listing.
         for page in client.pages(query):
             tx.add_listing([_listing_row(s) for s in page.studies])
-            _save_page(tx, page.studies, counts, baseline, run_id, now)
+            save.page(page.studies)
             total = page.total_count if page.total_count is not None else total
             progress("Fetching studies", len(counts.seen), total)
             del page  # let it go before the next one downloads
@@ -156,7 +162,7 @@ def _fetch_and_save(settings: Settings, tx: Transaction, client: CtGovClient,
         updated = {**query,
                    "filter.advanced": f"AREA[LastUpdatePostDate]RANGE[{since.isoformat()},MAX]"}
         for page in client.pages(updated):
-            _save_page(tx, page.studies, counts, baseline, run_id, now)
+            save.page(page.studies)
             total = page.total_count if page.total_count is not None else total
             progress("Fetching updated studies", counts.fetched, total)
             del page
@@ -166,7 +172,7 @@ def _fetch_and_save(settings: Settings, tx: Transaction, client: CtGovClient,
             got: set[str] = set()
             for page in client.pages({"filter.ids": ",".join(chunk)}):
                 got.update(nct_id_of(s) for s in page.studies)
-                _save_page(tx, page.studies, counts, baseline, run_id, now)
+                save.page(page.studies)
             missing = sorted(set(chunk) - got)
             if missing:
                 raise IncompleteSync(
@@ -180,11 +186,11 @@ def _fetch_and_save(settings: Settings, tx: Transaction, client: CtGovClient,
     if removed:
         tx.mark_removed(removed, now)
         if not baseline:
-            tx.add_events([_event_row(run_id, nct_id, None, None, now,
-                                      differ.removed_study(
-                                          nct_id, "no longer matches the tracked query on "
-                                                  "ClinicalTrials.gov"))
-                           for nct_id in removed])
+            tx.add_events([_event_row(run_id, nct_id, None, None, now, change, explain(change))
+                           for nct_id in removed
+                           for change in [differ.removed_study(
+                               nct_id, "no longer matches the tracked query on "
+                                       "ClinicalTrials.gov")]])
             counts.events += len(removed)
     listed_total = tx.listed_count()
     result.listed = listed_total
@@ -197,63 +203,84 @@ def _fetch_and_save(settings: Settings, tx: Transaction, client: CtGovClient,
     result.unchanged = max(0, listed_total - counts.new - counts.changed - counts.reformatted)
 
 
-def _save_page(tx: Transaction, studies: list[Study], counts: _Counts, baseline: bool,
-               run_id: int, now: datetime) -> None:
-    """Diff one page against the snapshot and queue its writes; unchanged costs one hash."""
-    fresh = [s for s in studies if nct_id_of(s) not in counts.seen]
-    counts.fetched += len(studies)
-    if not fresh:
-        return
-    known = tx.known([nct_id_of(s) for s in fresh])
-    versions: list[dict[str, Any]] = []
-    pending: list[tuple[Study, str, list[differ.Change], bool]] = []
-    for study in fresh:
-        nct_id = nct_id_of(study)
-        counts.seen.add(nct_id)
-        digest = content_hash(study)
-        before = known.get(nct_id)
-        if before and before.content_hash == digest and not before.removed:
-            continue
+@dataclass
+class _Saver:
+    """Diffs pages against the snapshot and queues their writes in the sync's transaction."""
+
+    tx: Transaction
+    tagger: Tagger
+    baseline: bool
+    run_id: int
+    now: datetime
+    counts: _Counts = field(default_factory=_Counts)
+
+    def page(self, studies: list[Study]) -> None:
+        """One page; an unchanged record costs one hash and nothing else."""
+        counts, tx = self.counts, self.tx
+        fresh = [s for s in studies if nct_id_of(s) not in counts.seen]
+        counts.fetched += len(studies)
+        if not fresh:
+            return
+        known = tx.known([nct_id_of(s) for s in fresh])
+        versions: list[dict[str, Any]] = []
+        pending: list[tuple[Study, str, list[dict[str, Any]], bool]] = []
+        for study in fresh:
+            nct_id = nct_id_of(study)
+            counts.seen.add(nct_id)
+            digest = content_hash(study)
+            before = known.get(nct_id)
+            if before and before.content_hash == digest and not before.removed:
+                continue
+            events = self._events(study, before, digest)
+            versions.append({"nct_id": nct_id, "content_hash": digest,
+                             "last_update_posted": last_update_posted(study),
+                             "sync_run_id": self.run_id, "fetched_at": self.now,
+                             "record": compress(study)})
+            pending.append((study, digest, events, before is None))
+        version_ids = tx.add_versions(versions)
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
+        for (study, digest, events, is_new), version_id in zip(pending, version_ids,
+                                                                strict=True):
+            row = {**summarise(study), **tag_columns(self.tagger.tag(study), study),
+                   "vocabulary": self.tagger.vocabulary.digest, "content_hash": digest,
+                   "version_id": version_id, "removed_at": None}
+            if is_new:
+                inserts.append({**row, "first_seen_at": self.now, "last_changed_at": self.now})
+            else:
+                updates.append({**row, "last_changed_at": self.now})
+            rows.extend({**event, "version_id": version_id} for event in events)
+        tx.insert_studies(inserts)
+        tx.update_studies(updates)
+        tx.add_events(rows)
+        counts.events += len(rows)
+
+    def _events(self, study: Study, before: Known | None, digest: str) -> list[dict[str, Any]]:
+        counts = self.counts
+        old: Study | None = None
         changes: list[differ.Change] = []
         if before is None:
             counts.new += 1
-            if not baseline:
+            if not self.baseline:
                 changes.append(differ.new_study(study))
         else:
             if before.removed:
                 counts.new += 1
                 changes.append(differ.new_study(study))
             if before.content_hash != digest and before.version_id is not None:
-                changes.extend(differ.diff(tx.record(before.version_id), study))
+                old = self.tx.record(before.version_id)
+                changes.extend(differ.diff(old, study))
             if not before.removed:
-                moved = before.last_update_posted != last_update_posted(study)
-                if moved:
+                if before.last_update_posted != last_update_posted(study):
                     counts.changed += 1
                 else:
                     counts.reformatted += 1
-            if baseline:
+            if self.baseline:
                 changes = []
-        versions.append({"nct_id": nct_id, "content_hash": digest,
-                         "last_update_posted": last_update_posted(study),
-                         "sync_run_id": run_id, "fetched_at": now, "record": compress(study)})
-        pending.append((study, digest, changes, before is None))
-    version_ids = tx.add_versions(versions)
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    for (study, digest, changes, is_new), version_id in zip(pending, version_ids, strict=True):
-        row = {**summarise(study), "content_hash": digest, "version_id": version_id,
-               "removed_at": None}
-        if is_new:
-            inserts.append({**row, "first_seen_at": now, "last_changed_at": now})
-        else:
-            updates.append({**row, "last_changed_at": now})
-        events.extend(_event_row(run_id, row["nct_id"], version_id, row["last_update_posted"],
-                                 now, change) for change in changes)
-    tx.insert_studies(inserts)
-    tx.update_studies(updates)
-    tx.add_events(events)
-    counts.events += len(events)
+        nct_id, posted = nct_id_of(study), last_update_posted(study)
+        return [_event_row(self.run_id, nct_id, None, posted, self.now, change,
+                           explain(change, old, study)) for change in changes]
 
 
 def _listing_row(study: Study) -> dict[str, Any]:
@@ -261,11 +288,11 @@ def _listing_row(study: Study) -> dict[str, Any]:
 
 
 def _event_row(run_id: int, nct_id: str, version_id: int | None, posted: str | None,
-               now: datetime, change: differ.Change) -> dict[str, Any]:
+               now: datetime, change: differ.Change, plain: str) -> dict[str, Any]:
     return {"sync_run_id": run_id, "nct_id": nct_id, "kind": change.kind, "field": change.field,
             "old_value": _json(change.old), "new_value": _json(change.new),
-            "summary": change.summary, "detected_at": now, "last_update_posted": posted,
-            "version_id": version_id}
+            "summary": change.summary, "plain": plain, "detected_at": now,
+            "last_update_posted": posted, "version_id": version_id}
 
 
 def _json(value: Any) -> str | None:

@@ -1,0 +1,194 @@
+"""Say each change as a sentence a patient can read.
+
+`explain` is pure: a `Change` from the diff, plus the study's records before and after (for
+context such as why a trial stopped), in; one short sentence out. The technical summary stays
+beside it for researchers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracker.diff import Change
+from tracker.record import PHASE_LABELS, Study, get, site_place, status_label
+from tracker.tags import age_in_years
+
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")
+
+STATUS_SENTENCES = {
+    "RECRUITING": "Now recruiting",
+    "NOT_YET_RECRUITING": "Not recruiting yet: the trial is expected to open",
+    "ACTIVE_NOT_RECRUITING": "No longer recruiting: the trial goes on with the people "
+                             "already enrolled",
+    "ENROLLING_BY_INVITATION": "Enrolling by invitation only",
+    "COMPLETED": "The trial has finished",
+    "TERMINATED": "Stopped early",
+    "SUSPENDED": "Paused",
+    "WITHDRAWN": "Withdrawn before anyone took part",
+    "UNKNOWN": "Status unknown: the sponsor has not confirmed it recently",
+    "AVAILABLE": "Available through expanded access",
+    "NO_LONGER_AVAILABLE": "No longer available through expanded access",
+    "TEMPORARILY_NOT_AVAILABLE": "Temporarily not available through expanded access",
+    "APPROVED_FOR_MARKETING": "Approved for marketing",
+    "WITHHELD": "Details withheld by the sponsor",
+}
+DATE_NAMES = {
+    "startDateStruct": "start",
+    "primaryCompletionDateStruct": "finish collecting its main results",
+    "completionDateStruct": "finish",
+}
+
+
+def explain(change: Change, old: Study | None = None, new: Study | None = None) -> str:
+    kind = change.kind
+    if kind == "new":
+        return "A new trial was registered"
+    if kind == "removed":
+        return "No longer listed among the tracked myositis trials"
+    if kind == "status":
+        return _status(change, new)
+    if kind == "results_posted":
+        return "Results were posted"
+    if kind == "site_added":
+        site = change.new or {}
+        if site.get("status") == "RECRUITING":
+            return f"A new site is recruiting in {_where(site)}"
+        return f"A new site opened in {_where(site)}"
+    if kind == "site_removed":
+        return f"The site in {_where(change.old or {})} is no longer listed"
+    if kind == "enrollment":
+        return _enrollment(change)
+    if kind == "dates":
+        return _dates(change)
+    if kind == "eligibility":
+        return _eligibility(change)
+    if kind == "interventions":
+        return _interventions(change)
+    if kind == "outcomes":
+        return "What the trial measures has changed"
+    if kind == "phase":
+        phases = change.new or []
+        label = "/".join(PHASE_LABELS.get(p, p) for p in phases) if phases else "no phase"
+        return f"Now listed as {label}"
+    if kind == "contacts":
+        return "Contact details changed"
+    if kind == "sponsor":
+        if change.field == "leadSponsor" and change.new:
+            return f"New lead sponsor: {change.new}"
+        return "The organisations running the trial changed"
+    if kind == "title":
+        if change.field == "briefTitle" and change.new:
+            return f"New title: {change.new}"
+        return "The trial's title was updated"
+    return "Other details of the trial were updated"
+
+
+def _status(change: Change, new: Study | None) -> str:
+    if change.field == "locations.status":
+        site = change.new or {}
+        if site.get("status") == "RECRUITING":
+            return f"The site in {_where(site)} is now recruiting"
+        return f"The site in {_where(site)} is now: {status_label(site.get('status')).lower()}"
+    if change.field == "whyStopped":
+        return f"Reason given for stopping: {change.new}"
+    if change.field == "lastKnownStatus":
+        return f"Last known status: {status_label(change.new).lower()}"
+    sentence = STATUS_SENTENCES.get(str(change.new), f"Status: {status_label(change.new)}")
+    why = get(new, "protocolSection.statusModule.whyStopped") if new else None
+    if why and change.new in ("TERMINATED", "SUSPENDED", "WITHDRAWN"):
+        sentence += f": {why[0].lower() + why[1:] if why[:2].lower() != why[:2] else why}"
+    return sentence
+
+
+def _where(site: dict[str, Any]) -> str:
+    place = ", ".join(p for p in (site.get("city"), site.get("country")) if p)
+    return place or site_place(site)
+
+
+def _enrollment(change: Change) -> str:
+    old, new = change.old or {}, change.new or {}
+    count = new.get("count")
+    if count is None:
+        return "The number of participants is no longer given"
+    if new.get("type") == "ACTUAL":
+        return f"{count} people took part"
+    if old.get("count") is not None and old.get("count") != count:
+        return f"Now plans to enrol {count} people (was {old['count']})"
+    return f"Plans to enrol {count} people"
+
+
+def _dates(change: Change) -> str:
+    old, new = change.old or {}, change.new or {}
+    what = DATE_NAMES.get(change.field, "finish")
+    when = new.get("date")
+    if not when:
+        return f"No date is given any more for when the trial will {what}"
+    if new.get("type") == "ACTUAL":
+        past = {"start": "Started", "finish": "Finished",
+                "finish collecting its main results": "Finished collecting its main results"}
+        return f"{past[what]} {_spoken(when)}"
+    months = _months_between(old.get("date"), when)
+    if months:
+        direction = "later" if months > 0 else "earlier"
+        n = abs(months)
+        unit = "month" if n == 1 else "months"
+        return f"Expected to {what} {n} {unit} {direction} than planned: {_spoken(when)}"
+    return f"Expected to {what} {_spoken(when)}"
+
+
+def _eligibility(change: Change) -> str:
+    if change.field == "minimumAge":
+        years = age_in_years(change.new)
+        was = age_in_years(change.old)
+        if years is not None and years < 18 and (was is None or was >= 18):
+            return f"Now open to children from {change.new.lower()}"
+        return f"Minimum age is now {change.new.lower()}" if change.new else \
+            "There is no minimum age any more"
+    if change.field == "maximumAge":
+        return f"Maximum age is now {change.new.lower()}" if change.new else \
+            "There is no upper age limit any more"
+    if change.field == "sex":
+        return {"FEMALE": "Now open to women only", "MALE": "Now open to men only",
+                "ALL": "Now open to people of any sex"}.get(str(change.new),
+                                                            "Who can take part changed")
+    return "Who can take part has changed"
+
+
+def _interventions(change: Change) -> str:
+    if change.field == "armGroups":
+        return "The trial's treatment groups changed"
+    item = change.new or change.old or {}
+    name = item.get("name", "a treatment")
+    if change.old is None:
+        return f"A treatment was added: {name}"
+    if change.new is None:
+        return f"A treatment was removed: {name}"
+    return f"Details of a treatment changed: {name}"
+
+
+def _spoken(partial: str) -> str:
+    """"2026-11" -> "November 2026"; "2026-11-05" -> "5 November 2026"; "2026" -> "2026"."""
+    parts = partial.split("-")
+    try:
+        if len(parts) >= 2:
+            month = MONTHS[int(parts[1]) - 1]
+            return f"{int(parts[2])} {month} {parts[0]}" if len(parts) == 3 else \
+                f"{month} {parts[0]}"
+    except (ValueError, IndexError):
+        pass
+    return partial
+
+
+def _months_between(old: str | None, new: str | None) -> int:
+    def month_index(partial: str | None) -> int | None:
+        if not partial:
+            return None
+        parts = partial.split("-")
+        try:
+            return int(parts[0]) * 12 + (int(parts[1]) - 1 if len(parts) > 1 else 0)
+        except ValueError:
+            return None
+
+    a, b = month_index(old), month_index(new)
+    return 0 if a is None or b is None else b - a

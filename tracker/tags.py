@@ -1,0 +1,357 @@
+"""Tag a study with the myositis subtypes it concerns and the treatment classes it tests.
+
+The words live in `vocabulary.toml` (extendable through TRACKER_VOCABULARY), never in code.
+Tagging is pure: a raw API record in, tags with the words that produced them out, so a wrong
+tag can always be explained. The patient-relevant facts (recruiting, children, where) are
+extracted here too, since they are what the tag filters combine with.
+
+Rules, in brief: longer terms win over the shorter terms inside them; MeSH terms name a
+subtype only when the words name none; abbreviations and
+context-dependent tags count only in a study that is about myositis on other evidence; the
+brief summary is read only when conditions, keywords, titles and MeSH name no subtype; a term
+preceded by a negation ("excluding", "other than", "non-") or followed by "excluded" does not
+count; eligibility criteria are never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tracker.errors import ConfigError
+from tracker.record import Study, get
+
+MYOSITIS_MESH = "D009220"
+OTHER_THERAPY = "other"
+NEGATION_BEFORE = re.compile(
+    r"\b(exclud\w*|except|other than|rather than|not|non|without|no|unlike|nor)\b")
+NEGATION_AFTER = re.compile(r"^\W*(\w+\W+){0,3}(excluded|ineligible|not eligible)\b")
+SENTENCE_END = re.compile(r"[.;:!?\n]")
+
+
+@dataclass(frozen=True)
+class TagDef:
+    name: str
+    label: str
+    terms: tuple[str, ...] = ()
+    abbreviations: tuple[str, ...] = ()
+    mesh: tuple[str, ...] = ()
+    needs_context: bool = False
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    subtypes: dict[str, TagDef]
+    therapies: dict[str, TagDef]
+    ignore: tuple[str, ...]
+    digest: str
+
+    @property
+    def therapy_names(self) -> list[str]:
+        return [*self.therapies, OTHER_THERAPY]
+
+    def label(self, name: str) -> str:
+        if name == OTHER_THERAPY:
+            return "Other treatments"
+        tag = self.subtypes.get(name) or self.therapies.get(name)
+        return tag.label if tag else name
+
+
+@dataclass(frozen=True)
+class Evidence:
+    source: str
+    text: str
+
+
+@dataclass
+class Tags:
+    subtypes: dict[str, list[Evidence]] = field(default_factory=dict)
+    therapies: dict[str, list[Evidence]] = field(default_factory=dict)
+
+
+def load_vocabulary(extra: Path | None = None) -> Vocabulary:
+    """The shipped vocabulary, plus `extra` (a TOML file of the same shape) if given."""
+    base_text = resources.files("tracker").joinpath("vocabulary.toml").read_text("utf-8")
+    data = tomllib.loads(base_text)
+    texts = [base_text]
+    if extra is not None:
+        try:
+            extra_text = Path(extra).read_text("utf-8")
+            _merge(data, tomllib.loads(extra_text))
+        except OSError as error:
+            raise ConfigError(f"TRACKER_VOCABULARY={extra} cannot be read: "
+                              f"{error.strerror or error}") from error
+        except (tomllib.TOMLDecodeError, ValueError, TypeError) as error:
+            raise ConfigError(f"TRACKER_VOCABULARY={extra} is not a valid vocabulary: "
+                              f"{error}") from error
+        texts.append(extra_text)
+    try:
+        subtypes = {n: _tagdef(n, d) for n, d in data.get("subtypes", {}).items()}
+        therapies = {n: _tagdef(n, d) for n, d in data.get("therapies", {}).items()}
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ConfigError(f"The vocabulary is not valid: {error}") from error
+    if OTHER_THERAPY in therapies:
+        raise ConfigError(f"The vocabulary may not define a therapy named {OTHER_THERAPY!r}.")
+    ignore = tuple(data.get("ignore", {}).get("terms", []))
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    return Vocabulary(subtypes, therapies, ignore, digest)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for section, tags in extra.items():
+        if section == "ignore":
+            base.setdefault("ignore", {}).setdefault("terms", []).extend(tags.get("terms", []))
+            continue
+        if section not in ("subtypes", "therapies") or not isinstance(tags, dict):
+            raise ValueError(f"unknown section [{section}] (use subtypes, therapies or ignore)")
+        for name, tag in tags.items():
+            target = base.setdefault(section, {}).setdefault(name, {"label": name})
+            for key, value in tag.items():
+                if isinstance(value, list):
+                    target.setdefault(key, []).extend(value)
+                else:
+                    target[key] = value
+
+
+def _tagdef(name: str, data: dict[str, Any]) -> TagDef:
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+        raise ValueError(f"tag name {name!r} must be lower-case letters, digits and hyphens")
+    known = {"label", "terms", "abbreviations", "mesh", "needs_context"}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"tag {name!r} has unknown keys: {', '.join(sorted(unknown))}")
+    return TagDef(name=name, label=str(data.get("label", name)),
+                  terms=tuple(str(t) for t in data.get("terms", [])),
+                  abbreviations=tuple(str(a) for a in data.get("abbreviations", [])),
+                  mesh=tuple(str(m) for m in data.get("mesh", [])),
+                  needs_context=bool(data.get("needs_context", False)))
+
+
+# --- matching ------------------------------------------------------------------------------
+
+def normalise(text: str) -> str:
+    """Lower case, dashes as spaces, "pf-06700841" as "pf06700841", single spaces."""
+    text = re.sub(r"[\u2010-\u2015\u2212-]", " ", text.lower())
+    text = re.sub(r"(?<=[a-z])\s+(?=\d)", "", text)
+    return " ".join(text.split())
+
+
+class _Matcher:
+    """One compiled pattern per tag group: longest term first, whole words only."""
+
+    def __init__(self, tags: Iterable[TagDef]) -> None:
+        self.by_term: dict[str, str] = {}
+        self.by_abbreviation: dict[str, str] = {}
+        for tag in tags:
+            for term in tag.terms:
+                self.by_term.setdefault(normalise(term), tag.name)
+            for abbreviation in tag.abbreviations:
+                self.by_abbreviation.setdefault(abbreviation, tag.name)
+        terms = sorted(self.by_term, key=len, reverse=True)
+        self.terms = _words(terms, re.IGNORECASE) if terms else None
+        abbreviations = sorted(self.by_abbreviation, key=len, reverse=True)
+        self.abbreviations = _words(abbreviations, 0) if abbreviations else None
+
+    def find(self, text: str) -> Iterator[tuple[str, str, bool]]:
+        """(tag, matched words, is_abbreviation) for each non-negated match in `text`."""
+        if self.terms:
+            clean = normalise(text)
+            for m in self.terms.finditer(clean):
+                if not _negated(clean, m.start(), m.end()):
+                    yield self.by_term[m.group(0)], m.group(0), False
+        if self.abbreviations:
+            for m in self.abbreviations.finditer(text):
+                if not _negated(text.lower(), m.start(), m.end()):
+                    yield self.by_abbreviation[m.group(0)], m.group(0), True
+
+
+def _words(alternatives: list[str], flags: int) -> re.Pattern[str]:
+    joined = "|".join(re.escape(a) for a in alternatives)
+    return re.compile(rf"(?<![A-Za-z0-9])(?:{joined})(?![A-Za-z0-9])", flags)
+
+
+def _negated(text: str, start: int, end: int) -> bool:
+    sentence_start = max((m.end() for m in SENTENCE_END.finditer(text, 0, start)), default=0)
+    before = " ".join(text[sentence_start:start].split()[-3:])
+    if NEGATION_BEFORE.search(before):
+        return True
+    after_end = SENTENCE_END.search(text, end)
+    after = text[end:after_end.start() if after_end else len(text)]
+    return bool(NEGATION_AFTER.search(after))
+
+
+class Tagger:
+    """Tags studies with one vocabulary; build once, use for every study of a sync."""
+
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self.vocabulary = vocabulary
+        self.subtypes = _Matcher(vocabulary.subtypes.values())
+        self.therapies = _Matcher(vocabulary.therapies.values())
+        self.ignore = _Matcher([TagDef("ignore", "ignore", terms=vocabulary.ignore)])
+        self.mesh = {m: t.name for t in vocabulary.subtypes.values() for m in t.mesh}
+
+    def tag(self, study: Study) -> Tags:
+        return Tags(self._subtypes(study), self._therapies(study))
+
+    def _subtypes(self, study: Study) -> dict[str, list[Evidence]]:
+        p = study.get("protocolSection", {})
+        sources: list[tuple[str, str]] = [
+            *(("conditions", c) for c in get(p, "conditionsModule.conditions", []) or []),
+            *(("keywords", k) for k in get(p, "conditionsModule.keywords", []) or []),
+            *((field, get(p, f"identificationModule.{key}"))
+              for field, key in (("title", "briefTitle"), ("official title", "officialTitle"),
+                                 ("acronym", "acronym"))
+              if get(p, f"identificationModule.{key}")),
+        ]
+        found: dict[str, list[Evidence]] = {}
+        weak: dict[str, list[Evidence]] = {}  # abbreviations and context-dependent tags
+        for source, text in sources:
+            self._collect(text, source, found, weak)
+        # The registry's MeSH mapping is coarse (juvenile DM is filed under Dermatomyositis,
+        # IMNM under Myositis), so it names a subtype only when the words name none, and
+        # otherwise only backs up what the words already say.
+        named = set(found)
+        for mesh in get(study, "derivedSection.conditionBrowseModule.meshes", []) or []:
+            tag = self.mesh.get(mesh.get("id"))
+            if tag and (not named or tag in named):
+                found.setdefault(tag, []).append(Evidence("MeSH", f"{mesh['id']} {mesh['term']}"))
+        ancestors = get(study, "derivedSection.conditionBrowseModule.ancestors", []) or []
+        context = bool(found) or any(a.get("id") == MYOSITIS_MESH for a in ancestors)
+        summary = get(p, "descriptionModule.briefSummary")
+        if summary and context and not set(found) - {"iim"}:
+            self._collect(summary, "summary", found, weak)
+        if context:
+            for tag, evidence in weak.items():
+                found.setdefault(tag, []).extend(evidence)
+        order = list(self.vocabulary.subtypes)
+        return {t: _unique(found[t]) for t in sorted(found, key=order.index)}
+
+    def _collect(self, text: str, source: str, found: dict[str, list[Evidence]],
+                 weak: dict[str, list[Evidence]]) -> None:
+        for tag, words, is_abbreviation in self.subtypes.find(text):
+            needs_context = is_abbreviation or self.vocabulary.subtypes[tag].needs_context
+            (weak if needs_context else found).setdefault(tag, []).append(
+                Evidence(source, words))
+
+    def _therapies(self, study: Study) -> dict[str, list[Evidence]]:
+        found: dict[str, list[Evidence]] = {}
+        interventions = get(study, "protocolSection.armsInterventionsModule.interventions",
+                            []) or []
+        for intervention in interventions:
+            name = str(intervention.get("name") or "")
+            texts = [name, *(intervention.get("otherNames") or [])]
+            hits = [(tag, words) for text in texts for tag, words, _ in self.therapies.find(text)]
+            if hits:
+                for tag, words in hits:
+                    found.setdefault(tag, []).append(Evidence(f"intervention {name}", words))
+            elif name and not any(True for _ in self.ignore.find(name)):
+                found.setdefault(OTHER_THERAPY, []).append(Evidence("intervention", name))
+        meshes = get(study, "derivedSection.interventionBrowseModule.meshes", []) or []
+        for mesh in meshes:
+            for tag, words, _ in self.therapies.find(str(mesh.get("term", ""))):
+                found.setdefault(tag, []).append(Evidence("MeSH", words))
+        order = self.vocabulary.therapy_names
+        return {t: _unique(found[t]) for t in sorted(found, key=order.index)}
+
+
+def _unique(evidence: list[Evidence]) -> list[Evidence]:
+    return list(dict.fromkeys(evidence))
+
+
+# --- patient-relevant facts ----------------------------------------------------------------
+
+def age_in_years(text: str | None) -> float | None:
+    """"6 Months" -> 0.5; "18 Years" -> 18.0; None or "N/A" -> None."""
+    if not text:
+        return None
+    found = re.match(r"\s*(\d+(?:\.\d+)?)\s*(year|month|week|day|hour|minute)", text, re.I)
+    if not found:
+        return None
+    per_year = {"year": 1, "month": 12, "week": 52.1775, "day": 365.25, "hour": 8766,
+                "minute": 525960}
+    return round(float(found.group(1)) / per_year[found.group(2).lower()], 3)
+
+
+def recruiting_sites(study: Study) -> list[dict[str, Any]]:
+    """Sites open to patients now: those marked RECRUITING, or, in a recruiting study whose
+    sites carry no status at all, every site."""
+    locations = get(study, "protocolSection.contactsLocationsModule.locations", []) or []
+    status = get(study, "protocolSection.statusModule.overallStatus")
+    if any("status" in loc for loc in locations):
+        chosen = [loc for loc in locations if loc.get("status") == "RECRUITING"]
+    else:
+        chosen = locations if status == "RECRUITING" else []
+    sites = []
+    for loc in chosen:
+        site = {k: loc[k] for k in ("facility", "city", "state", "country") if loc.get(k)}
+        point = loc.get("geoPoint") or {}
+        if "lat" in point and "lon" in point:
+            site["lat"], site["lon"] = point["lat"], point["lon"]
+        sites.append(site)
+    return sites
+
+
+def columns(tags: Tags, study: Study) -> dict[str, Any]:
+    """The snapshot columns for tags and patient facts."""
+    p = study.get("protocolSection", {})
+    minimum = age_in_years(get(p, "eligibilityModule.minimumAge"))
+    maximum = age_in_years(get(p, "eligibilityModule.maximumAge"))
+    std_ages = get(p, "eligibilityModule.stdAges")
+    children = ("CHILD" in std_ages) if std_ages else (minimum is None or minimum < 18)
+    sites = recruiting_sites(study)
+    countries = sorted({" ".join(s["country"].split()) for s in sites if s.get("country")})
+    return {
+        "subtypes": "|".join(tags.subtypes) or None,
+        "therapies": "|".join(tags.therapies) or None,
+        "tag_evidence": json.dumps({
+            "subtypes": {t: [[e.source, e.text] for e in ev] for t, ev in tags.subtypes.items()},
+            "therapies": {t: [[e.source, e.text] for e in ev] for t, ev in tags.therapies.items()},
+        }, ensure_ascii=False),
+        "recruiting": get(p, "statusModule.overallStatus") == "RECRUITING",
+        "children": bool(children),
+        "min_age_years": minimum,
+        "max_age_years": maximum,
+        "recruiting_countries": "|".join(countries) or None,
+        "recruiting_sites": json.dumps(sites, ensure_ascii=False) if sites else None,
+    }
+
+
+def results_overdue(status: str | None, has_results: bool, primary_completion: str | None,
+                    completion: str | None, today: date) -> bool:
+    """Completed more than 12 months ago (by its primary completion, else completion date)
+    with no results posted. A partial date counts from the end of the period it names."""
+    if status != "COMPLETED" or has_results:
+        return False
+    when = primary_completion or completion
+    if not when:
+        return False
+    end = _period_end(when)
+    if end is None:
+        return False
+    try:
+        deadline = end.replace(year=end.year + 1)
+    except ValueError:  # 29 February
+        deadline = end.replace(year=end.year + 1, day=28)
+    return today > deadline
+
+
+def _period_end(partial: str) -> date | None:
+    parts = partial.split("-")
+    try:
+        if len(parts) == 1:
+            return date(int(parts[0]), 12, 31)
+        year, month = int(parts[0]), int(parts[1])
+        if len(parts) == 2:
+            following = date(year + (month == 12), month % 12 + 1, 1)
+            return date.fromordinal(following.toordinal() - 1)
+        return date(year, month, int(parts[2]))
+    except ValueError:
+        return None
