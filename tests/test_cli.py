@@ -287,3 +287,71 @@ def test_export_into_a_closed_pipe_stops_quietly(env: dict[str, str]) -> None:
     reader.wait(timeout=30)
     assert "Traceback" not in errors
     assert "unexpected" not in errors
+
+
+def test_tags_lists_every_tag_with_its_filter_name_and_count(env: dict[str, str]) -> None:
+    invoke(env, "sync")
+
+    text = invoke(env, "tags").output
+
+    assert "Myositis subtypes (filter with --subtype NAME):" in text
+    assert "  dermatomyositis        2  Dermatomyositis" in text
+    assert "  ibm                    1  Inclusion body myositis" in text
+    assert "  jak                    1  JAK inhibitors" in text
+    assert "  cell-therapy           0  CAR-T and other cell therapies" in text
+    data = json.loads(invoke(env, "tags", "--json").output)
+    assert {"name": "jdm", "label": "Juvenile dermatomyositis", "trials": 1} in data["subtypes"]
+    assert data["therapies"][-1]["name"] == "other"
+
+
+def test_show_explains_each_tag_and_where_patients_can_join(env: dict[str, str]) -> None:
+    invoke(env, "sync")
+
+    text = invoke(env, "show", "NCT04078230").output
+
+    assert "Subtypes:            Dermatomyositis [dermatomyositis] (matched " \
+           '"dermatomyositis" in conditions' in text
+    assert "Treatments:          JAK inhibitors [jak]" in text
+    assert "Recruiting at:" in text and "(Baltimore, United States)" in text
+    assert "Who can join:        from 18 years up to 80 years (adults only)" in text
+    detail = json.loads(invoke(env, "show", "NCT04078230", "--json").output)
+    assert detail["tag_evidence"]["therapies"]["jak"] == [
+        ["intervention Tofacitinib", "tofacitinib"]]
+    assert detail["recruiting_sites"][0]["lat"] == 39.29038
+
+
+def test_changes_and_export_filter_by_tag(env: dict[str, str], registry: Registry,
+                                          tmp_path: Path) -> None:
+    invoke(env, "sync")
+    change_status(registry, "NCT07725679", "RECRUITING")
+    registry.drop("NCT00987428")
+    invoke(env, "sync")
+
+    imnm = json.loads(invoke(env, "changes", "--subtype", "imnm", "--json").output)
+    assert [(e["nct_id"], e["plain"]) for e in imnm] == [("NCT07725679", "Now recruiting")]
+    assert imnm[0]["subtypes"] == ["imnm"] and imnm[0]["therapies"] == ["fcrn"]
+    assert "No changes recorded for these filters." in \
+        invoke(env, "changes", "--therapy", "jak").output
+
+    rows = list(csv.DictReader(io.StringIO(
+        invoke(env, "export", "--subtype", "dermatomyositis", "--subtype", "polymyositis").output)))
+    assert sorted(r["nct_id"] for r in rows) == ["NCT02210780", "NCT04078230"]
+    assert {r["subtypes"] for r in rows} == {"dermatomyositis", "dermatomyositis|polymyositis"}
+    recruiting_in_us = json.loads(invoke(env, "export", "--format", "json", "--recruiting",
+                                         "--country", "USA").output)
+    assert [s["nct_id"] for s in recruiting_in_us] == ["NCT04078230"]
+    assert recruiting_in_us[0]["recruiting_countries"] == "China|United States"
+    assert json.loads(invoke(env, "export", "--format", "json", "--children").output) == []
+
+
+def test_an_unknown_tag_is_refused_with_the_choices(env: dict[str, str]) -> None:
+    result = run(env, "changes", "--subtype", "lupus")
+    assert result.returncode == 2
+    assert "'lupus' is not a known tag; choose from dermatomyositis, jdm" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_vocabulary_file_is_named(env: dict[str, str], tmp_path: Path) -> None:
+    result = run({**env, "TRACKER_VOCABULARY": str(tmp_path / "nope.toml")}, "tags")
+    assert result.returncode == 2
+    assert "TRACKER_VOCABULARY=" in result.stderr and "readable TOML file" in result.stderr
