@@ -41,9 +41,15 @@ DATE_NAMES = {
 
 
 def explain(change: Change, old: Study | None = None, new: Study | None = None) -> str:
+    # One line, whatever the registry's free text holds (newlines in whyStopped, titles, names).
+    return " ".join(_sentence(change, new).split())
+
+
+def _sentence(change: Change, new: Study | None) -> str:
     kind = change.kind
     if kind == "new":
-        return "A new trial was registered"
+        # Not "registered": a trial also appears when it starts to match the query, or returns.
+        return "Now listed among the tracked myositis trials"
     if kind == "removed":
         return "No longer listed among the tracked myositis trials"
     if kind == "status":
@@ -68,9 +74,10 @@ def explain(change: Change, old: Study | None = None, new: Study | None = None) 
     if kind == "outcomes":
         return "What the trial measures has changed"
     if kind == "phase":
-        phases = change.new or []
-        label = "/".join(PHASE_LABELS.get(p, p) for p in phases) if phases else "no phase"
-        return f"Now listed as {label}"
+        phases = [p for p in change.new or [] if p != "NA"]
+        if not phases:
+            return "Now listed without a trial phase"
+        return f"Now listed as {'/'.join(PHASE_LABELS.get(p, p) for p in phases)}"
     if kind == "contacts":
         return "Contact details changed"
     if kind == "sponsor":
@@ -96,13 +103,17 @@ def _status(change: Change, new: Study | None) -> str:
         return f"Last known status: {status_label(change.new).lower()}"
     sentence = STATUS_SENTENCES.get(str(change.new), f"Status: {status_label(change.new)}")
     why = get(new, "protocolSection.statusModule.whyStopped") if new else None
+    why = " ".join(str(why or "").split())
     if why and change.new in ("TERMINATED", "SUSPENDED", "WITHDRAWN"):
-        sentence += f": {why[0].lower() + why[1:] if why[:2].lower() != why[:2] else why}"
+        # "Sponsor decision" -> "sponsor decision", but an acronym ("DSMB advice") stays.
+        acronym = len(why) > 1 and why[0].isupper() and why[1].isupper()
+        sentence += f": {why if acronym else why[0].lower() + why[1:]}"
     return sentence
 
 
 def _where(site: dict[str, Any]) -> str:
-    place = ", ".join(p for p in (site.get("city"), site.get("country")) if p)
+    place = ", ".join(" ".join(str(p).split()) for p in (site.get("city"), site.get("country"))
+                      if p and str(p).strip())
     return place or site_place(site)
 
 
@@ -112,10 +123,18 @@ def _enrollment(change: Change) -> str:
     if count is None:
         return "The number of participants is no longer given"
     if new.get("type") == "ACTUAL":
-        return f"{count} people took part"
+        return f"{_people(count)} took part"
     if old.get("count") is not None and old.get("count") != count:
-        return f"Now plans to enrol {count} people (was {old['count']})"
-    return f"Plans to enrol {count} people"
+        return f"Now plans to enrol {_people(count)} (was {_number(old['count'])})"
+    return f"Plans to enrol {_people(count)}"
+
+
+def _people(count: Any) -> str:
+    return f"{_number(count)} {'person' if count == 1 else 'people'}"
+
+
+def _number(count: Any) -> str:
+    return f"{count:,}" if isinstance(count, int) else str(count)
 
 
 def _dates(change: Change) -> str:
@@ -128,12 +147,9 @@ def _dates(change: Change) -> str:
         past = {"start": "Started", "finish": "Finished",
                 "finish collecting its main results": "Finished collecting its main results"}
         return f"{past[what]} {_spoken(when)}"
-    months = _months_between(old.get("date"), when)
-    if months:
-        direction = "later" if months > 0 else "earlier"
-        n = abs(months)
-        unit = "month" if n == 1 else "months"
-        return f"Expected to {what} {n} {unit} {direction} than planned: {_spoken(when)}"
+    shift = _shift(old.get("date"), when)
+    if shift:
+        return f"Expected to {what} {shift} than planned: {_spoken(when)}"
     return f"Expected to {what} {_spoken(when)}"
 
 
@@ -141,7 +157,8 @@ def _eligibility(change: Change) -> str:
     if change.field == "minimumAge":
         years = age_in_years(change.new)
         was = age_in_years(change.old)
-        if years is not None and years < 18 and (was is None or was >= 18):
+        # No minimum before means children could already take part: nothing newly opened.
+        if years is not None and years < 18 and was is not None and was >= 18:
             return f"Now open to children from {change.new.lower()}"
         return f"Minimum age is now {change.new.lower()}" if change.new else \
             "There is no minimum age any more"
@@ -180,15 +197,27 @@ def _spoken(partial: str) -> str:
     return partial
 
 
-def _months_between(old: str | None, new: str | None) -> int:
-    def month_index(partial: str | None) -> int | None:
+def _shift(old: str | None, new: str | None) -> str:
+    """How far a planned date moved: "8 months later", "1 month earlier", or "" if it did not
+    move by a whole month (or cannot be compared). A year-only date has no month to count
+    from, so it gives only the direction ("later"), never invented precision."""
+    def year_month(partial: str | None) -> tuple[int, int | None] | None:
         if not partial:
             return None
         parts = partial.split("-")
         try:
-            return int(parts[0]) * 12 + (int(parts[1]) - 1 if len(parts) > 1 else 0)
+            return int(parts[0]), (int(parts[1]) if len(parts) > 1 else None)
         except ValueError:
             return None
 
-    a, b = month_index(old), month_index(new)
-    return 0 if a is None or b is None else b - a
+    a, b = year_month(old), year_month(new)
+    if a is None or b is None:
+        return ""
+    if a[1] is None or b[1] is None:
+        years = b[0] - a[0]
+        return "" if not years else "later" if years > 0 else "earlier"
+    months = (b[0] - a[0]) * 12 + b[1] - a[1]
+    if not months:
+        return ""
+    n = abs(months)
+    return f"{n} {'month' if n == 1 else 'months'} {'later' if months > 0 else 'earlier'}"

@@ -32,9 +32,12 @@ from tracker.record import Study, get
 MYOSITIS_MESH = "D009220"
 OTHER_THERAPY = "other"
 NEGATION_BEFORE = re.compile(
-    r"\b(exclud\w*|except|other than|rather than|not|non|without|no|unlike|nor)\b")
+    r"\b(exclud\w*|except|other than|rather than|not|without|unlike)\b")
+NON_PREFIX = re.compile(r"\bnon\W*$")  # "non-IBM", but "non-IBM myositis" is still myositis
 NEGATION_AFTER = re.compile(r"^\W*(\w+\W+){0,3}(excluded|ineligible|not eligible)\b")
-SENTENCE_END = re.compile(r"[.;:!?\n]")
+SENTENCE_END = re.compile(r"[.,;:!?()\n]")  # a negation reaches to the end of its clause
+MYOSITIS_WORDS = re.compile(r"myositi|myopath", re.IGNORECASE)
+LETTER_DIGIT_GAP = re.compile(r"(?<=[a-z])\s+(?=\d)")
 
 
 @dataclass(frozen=True)
@@ -93,13 +96,14 @@ def load_vocabulary(extra: Path | None = None) -> Vocabulary:
             raise ConfigError(f"TRACKER_VOCABULARY={extra} is not a valid vocabulary: "
                               f"{error}") from error
         texts.append(extra_text)
+    which = "The vocabulary" + (f" (with TRACKER_VOCABULARY={extra})" if extra else "")
     try:
         subtypes = {n: _tagdef(n, d) for n, d in data.get("subtypes", {}).items()}
         therapies = {n: _tagdef(n, d) for n, d in data.get("therapies", {}).items()}
     except (TypeError, ValueError, AttributeError) as error:
-        raise ConfigError(f"The vocabulary is not valid: {error}") from error
+        raise ConfigError(f"{which} is not valid: {error}") from error
     if OTHER_THERAPY in therapies:
-        raise ConfigError(f"The vocabulary may not define a therapy named {OTHER_THERAPY!r}.")
+        raise ConfigError(f"{which} may not define a therapy named {OTHER_THERAPY!r}.")
     ignore = tuple(data.get("ignore", {}).get("terms", []))
     digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
     return Vocabulary(subtypes, therapies, ignore, digest)
@@ -107,18 +111,25 @@ def load_vocabulary(extra: Path | None = None) -> Vocabulary:
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
     for section, tags in extra.items():
-        if section == "ignore":
-            base.setdefault("ignore", {}).setdefault("terms", []).extend(tags.get("terms", []))
-            continue
-        if section not in ("subtypes", "therapies") or not isinstance(tags, dict):
+        if section not in ("subtypes", "therapies", "ignore"):
             raise ValueError(f"unknown section [{section}] (use subtypes, therapies or ignore)")
+        if not isinstance(tags, dict):
+            raise ValueError(f"{section} must be a table: [{section}]")
+        if section == "ignore":
+            if set(tags) - {"terms"}:
+                raise ValueError("[ignore] takes only terms = [...]")
+            terms = _strings("[ignore] terms", tags.get("terms", []))
+            base.setdefault("ignore", {}).setdefault("terms", []).extend(terms)
+            continue
         for name, tag in tags.items():
+            if not isinstance(tag, dict):
+                raise ValueError(f"{section}.{name} must be a table: [{section}.{name}]")
             target = base.setdefault(section, {}).setdefault(name, {"label": name})
             for key, value in tag.items():
-                if isinstance(value, list):
+                if isinstance(value, list) and isinstance(target.get(key, []), list):
                     target.setdefault(key, []).extend(value)
                 else:
-                    target[key] = value
+                    target[key] = value  # a wrong type is reported by _tagdef
 
 
 def _tagdef(name: str, data: dict[str, Any]) -> TagDef:
@@ -128,20 +139,38 @@ def _tagdef(name: str, data: dict[str, Any]) -> TagDef:
     unknown = set(data) - known
     if unknown:
         raise ValueError(f"tag {name!r} has unknown keys: {', '.join(sorted(unknown))}")
-    return TagDef(name=name, label=str(data.get("label", name)),
-                  terms=tuple(str(t) for t in data.get("terms", [])),
-                  abbreviations=tuple(str(a) for a in data.get("abbreviations", [])),
-                  mesh=tuple(str(m) for m in data.get("mesh", [])),
-                  needs_context=bool(data.get("needs_context", False)))
+    label = data.get("label", name)
+    if not isinstance(label, str):
+        raise ValueError(f"tag {name!r}: label must be a string")
+    needs_context = data.get("needs_context", False)
+    if not isinstance(needs_context, bool):
+        raise ValueError(f"tag {name!r}: needs_context must be true or false")
+    return TagDef(name=name, label=label,
+                  terms=_strings(f"tag {name!r}: terms", data.get("terms", [])),
+                  abbreviations=_strings(f"tag {name!r}: abbreviations",
+                                         data.get("abbreviations", [])),
+                  mesh=_strings(f"tag {name!r}: mesh", data.get("mesh", [])),
+                  needs_context=needs_context)
+
+
+def _strings(what: str, value: Any) -> tuple[str, ...]:
+    """A list of strings, or a clear error: "terms" = "x" would otherwise be read letter by
+    letter."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{what} must be a list of strings, such as [\"a\", \"b\"]")
+    return tuple(value)
 
 
 # --- matching ------------------------------------------------------------------------------
 
 def normalise(text: str) -> str:
     """Lower case, dashes as spaces, "pf-06700841" as "pf06700841", single spaces."""
-    text = re.sub(r"[\u2010-\u2015\u2212-]", " ", text.lower())
-    text = re.sub(r"(?<=[a-z])\s+(?=\d)", "", text)
-    return " ".join(text.split())
+    return LETTER_DIGIT_GAP.sub("", _fold(text))
+
+
+def _fold(text: str) -> str:
+    """Lower case, dashes as spaces, single spaces; "octagam 10%" keeps its space."""
+    return " ".join(re.sub(r"[\u2010-\u2015\u2212-]", " ", text.lower()).split())
 
 
 class _Matcher:
@@ -156,32 +185,43 @@ class _Matcher:
             for abbreviation in tag.abbreviations:
                 self.by_abbreviation.setdefault(abbreviation, tag.name)
         terms = sorted(self.by_term, key=len, reverse=True)
-        self.terms = _words(terms, re.IGNORECASE) if terms else None
+        # A code may be written "PF-06700841" or "PF06700841", so a term's letters may be
+        # followed by its digits after a space; the text itself keeps its spaces, so that
+        # "Tofacitinib 5 mg" still contains the word "tofacitinib".
+        self.terms = _words(terms, re.IGNORECASE, gap=r"\s?") if terms else None
         abbreviations = sorted(self.by_abbreviation, key=len, reverse=True)
         self.abbreviations = _words(abbreviations, 0) if abbreviations else None
+
+    def spans(self, text: str) -> Iterator[re.Match[str]]:
+        """Every term match in `text`, negated or not."""
+        if self.terms:
+            yield from self.terms.finditer(_fold(text.strip()))
 
     def find(self, text: str) -> Iterator[tuple[str, str, bool]]:
         """(tag, matched words, is_abbreviation) for each non-negated match in `text`."""
         if self.terms:
-            clean = normalise(text)
+            clean = _fold(text)
             for m in self.terms.finditer(clean):
                 if not _negated(clean, m.start(), m.end()):
-                    yield self.by_term[m.group(0)], m.group(0), False
+                    term = normalise(m.group(0))
+                    yield self.by_term[term], term, False
         if self.abbreviations:
             for m in self.abbreviations.finditer(text):
                 if not _negated(text.lower(), m.start(), m.end()):
                     yield self.by_abbreviation[m.group(0)], m.group(0), True
 
 
-def _words(alternatives: list[str], flags: int) -> re.Pattern[str]:
-    joined = "|".join(re.escape(a) for a in alternatives)
+def _words(alternatives: list[str], flags: int, gap: str = "") -> re.Pattern[str]:
+    """Any of `alternatives` as whole words; `gap` is allowed where letters meet digits."""
+    joined = "|".join(gap.join(re.escape(part) for part in re.split(r"(?<=[a-z])(?=\d)", a))
+                      for a in alternatives)
     return re.compile(rf"(?<![A-Za-z0-9])(?:{joined})(?![A-Za-z0-9])", flags)
 
 
 def _negated(text: str, start: int, end: int) -> bool:
     sentence_start = max((m.end() for m in SENTENCE_END.finditer(text, 0, start)), default=0)
     before = " ".join(text[sentence_start:start].split()[-3:])
-    if NEGATION_BEFORE.search(before):
+    if NEGATION_BEFORE.search(before) or NON_PREFIX.search(before):
         return True
     after_end = SENTENCE_END.search(text, end)
     after = text[end:after_end.start() if after_end else len(text)]
@@ -221,10 +261,11 @@ class Tagger:
         named = set(found)
         for mesh in get(study, "derivedSection.conditionBrowseModule.meshes", []) or []:
             tag = self.mesh.get(mesh.get("id"))
-            if tag and (not named or tag in named):
+            if tag and (not named - {"iim"} or tag in named):
                 found.setdefault(tag, []).append(Evidence("MeSH", f"{mesh['id']} {mesh['term']}"))
         ancestors = get(study, "derivedSection.conditionBrowseModule.ancestors", []) or []
-        context = bool(found) or any(a.get("id") == MYOSITIS_MESH for a in ancestors)
+        context = (bool(found) or any(a.get("id") == MYOSITIS_MESH for a in ancestors)
+                   or any(MYOSITIS_WORDS.search(text) for _, text in sources))
         summary = get(p, "descriptionModule.briefSummary")
         if summary and context and not set(found) - {"iim"}:
             self._collect(summary, "summary", found, weak)
@@ -241,12 +282,18 @@ class Tagger:
             (weak if needs_context else found).setdefault(tag, []).append(
                 Evidence(source, words))
 
+    def _is_control(self, name: str) -> bool:
+        """An intervention whose name starts with a control term (placebo, sham ...)."""
+        return any(match.start() == 0 for match in self.ignore.spans(name))
+
     def _therapies(self, study: Study) -> dict[str, list[Evidence]]:
         found: dict[str, list[Evidence]] = {}
         interventions = get(study, "protocolSection.armsInterventionsModule.interventions",
                             []) or []
         for intervention in interventions:
             name = str(intervention.get("name") or "")
+            if self._is_control(name):
+                continue  # "Placebo to match tofacitinib", "Sham exercise"
             texts = [name, *(intervention.get("otherNames") or [])]
             hits = [(tag, words) for text in texts for tag, words, _ in self.therapies.find(text)]
             if hits:
@@ -285,10 +332,12 @@ def recruiting_sites(study: Study) -> list[dict[str, Any]]:
     sites carry no status at all, every site."""
     locations = get(study, "protocolSection.contactsLocationsModule.locations", []) or []
     status = get(study, "protocolSection.statusModule.overallStatus")
+    if status != "RECRUITING":
+        return []  # a stale site status does not make a closed study recruit
     if any("status" in loc for loc in locations):
         chosen = [loc for loc in locations if loc.get("status") == "RECRUITING"]
     else:
-        chosen = locations if status == "RECRUITING" else []
+        chosen = locations
     sites = []
     for loc in chosen:
         site = {k: loc[k] for k in ("facility", "city", "state", "country") if loc.get(k)}
