@@ -355,3 +355,18 @@ def test_a_missing_vocabulary_file_is_named(env: dict[str, str], tmp_path: Path)
     result = run({**env, "TRACKER_VOCABULARY": str(tmp_path / "nope.toml")}, "tags")
     assert result.returncode == 2
     assert "TRACKER_VOCABULARY=" in result.stderr and "readable TOML file" in result.stderr
+
+
+def test_overdue_results_are_flagged_in_show_and_export(env: dict[str, str],
+                                                       registry: Registry) -> None:
+    study = registry.studies["NCT04078230"]
+    status = study["protocolSection"]["statusModule"]
+    status["overallStatus"] = "COMPLETED"
+    status["primaryCompletionDateStruct"] = {"date": "2024-01", "type": "ACTUAL"}
+    invoke(env, "sync")
+
+    assert "Results:             overdue: completed over 12 months ago, none posted" in \
+        invoke(env, "show", "NCT04078230").output
+    rows = {r["nct_id"]: r for r in csv.DictReader(io.StringIO(invoke(env, "export").output))}
+    assert rows["NCT04078230"]["results_overdue"] == "True"
+    assert rows["NCT02248896"]["results_overdue"] == "False"  # observational registry

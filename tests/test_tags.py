@@ -831,3 +831,9 @@ def test_a_stale_recruiting_site_in_a_closed_study_is_not_recruiting() -> None:
     facts = columns(TAGGER.tag(s), s)
     assert facts["recruiting"] is False
     assert facts["recruiting_countries"] is None and facts["recruiting_sites"] is None
+
+
+def test_an_observational_study_is_never_overdue_with_results() -> None:
+    args = ("COMPLETED", False, "2020-01", None, date(2026, 11, 22))
+    assert results_overdue(*args) is True
+    assert results_overdue(*args, study_type="OBSERVATIONAL") is False

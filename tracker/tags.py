@@ -374,10 +374,12 @@ def columns(tags: Tags, study: Study) -> dict[str, Any]:
 
 
 def results_overdue(status: str | None, has_results: bool, primary_completion: str | None,
-                    completion: str | None, today: date) -> bool:
-    """Completed more than 12 months ago (by its primary completion, else completion date)
-    with no results posted. A partial date counts from the end of the period it names."""
-    if status != "COMPLETED" or has_results:
+                    completion: str | None, today: date,
+                    study_type: str | None = "INTERVENTIONAL") -> bool:
+    """An interventional study completed more than 12 months ago (by its primary completion,
+    else completion date) with no results posted. A partial date counts from the end of the
+    period it names. Observational studies are not expected to post results here."""
+    if status != "COMPLETED" or has_results or study_type != "INTERVENTIONAL":
         return False
     when = primary_completion or completion
     if not when:

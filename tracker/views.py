@@ -32,7 +32,8 @@ EXTRA_COLUMNS = ["results_overdue", "url"]
 
 def overdue(study: Study, today: date) -> bool:
     return results_overdue(study.overall_status, study.has_results,
-                           study.primary_completion_date, study.completion_date, today)
+                           study.primary_completion_date, study.completion_date, today,
+                           study.study_type)
 
 
 def study_dict(study: Study, today: date) -> dict[str, Any]:
