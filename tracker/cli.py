@@ -316,6 +316,11 @@ def main() -> None:
     cli(prog_name="tracker")
 
 
+from tracker import cli_mail  # noqa: E402  (registers the e-mail commands on `cli`)
+
+__all__ = ["App", "cli", "cli_mail", "main"]
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 class _ProgressBars:

@@ -6,9 +6,10 @@ else receives a `Settings`. A bad value raises `ConfigError` naming the variable
 
 from __future__ import annotations
 
+import email.utils
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -53,6 +54,31 @@ class Settings:
     retry_after_cap: float = 300.0
     overlap_days: int = 3
     vocabulary: Path | None = None
+    # E-mail. Secrets never appear in repr() and so never in logs.
+    secret_key: str | None = field(default=None, repr=False)
+    public_url: str = "http://localhost:8000"
+    mail_from: str = "Myositis trials tracker <tracker@localhost>"
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_security: str = "starttls"
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_timeout: float = 30.0
+    digest_dir: Path = Path("digests")
+    confirm_days: int = 7
+
+    @property
+    def smtp_configured(self) -> bool:
+        return bool(self.smtp_host)
+
+    def require_secret(self) -> str:
+        if not self.secret_key:
+            raise ConfigError(
+                "TRACKER_SECRET_KEY is not set; it signs confirmation and unsubscribe links. "
+                "Put a long random value in .env, e.g. from: python -c \"import secrets; "
+                "print(secrets.token_urlsafe(32))\""
+            )
+        return self.secret_key
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +115,25 @@ class Settings:
                              "give a whole number of days from 0 to 60"),
             vocabulary=get("TRACKER_VOCABULARY", _existing_file, None,
                            "give the path of a readable TOML file"),
+            secret_key=get("TRACKER_SECRET_KEY", _secret, None,
+                           "use at least 16 characters of random text"),
+            public_url=get("TRACKER_PUBLIC_URL", _http_url, "http://localhost:8000",
+                           "give the http(s) address where the tracker's links are served"),
+            mail_from=get("TRACKER_MAIL_FROM", _address, "Myositis trials tracker "
+                          "<tracker@localhost>", "give an address like Name <user@example.org>"),
+            smtp_host=get("TRACKER_SMTP_HOST", _host, None, "give a host name"),
+            smtp_port=get("TRACKER_SMTP_PORT", _int_between(1, 65535), None,
+                          "give a port number from 1 to 65535"),
+            smtp_security=get("TRACKER_SMTP_SECURITY", _one_of("starttls", "tls", "none"),
+                              "starttls", "use starttls, tls or none"),
+            smtp_user=get("TRACKER_SMTP_USER", str, None, "give the SMTP login name"),
+            smtp_password=get("TRACKER_SMTP_PASSWORD", str, None, "give the SMTP password"),
+            smtp_timeout=get("TRACKER_SMTP_TIMEOUT", _float_between(1, 600), 30.0,
+                             "give seconds from 1 to 600"),
+            digest_dir=get("TRACKER_DIGEST_DIR", Path, Path("digests"),
+                           "give a folder path"),
+            confirm_days=get("TRACKER_CONFIRM_DAYS", _int_between(1, 90), 7,
+                             "give a whole number of days from 1 to 90"),
         )
 
 
@@ -107,6 +152,34 @@ def _database_url(raw: str) -> str:
         # SQLAlchemy would pick psycopg2 for the bare scheme; psycopg 3 is what we ship.
         raw = "postgresql+psycopg://" + raw.split("://", 1)[1]
     return raw
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < 16:
+        raise ValueError("too short")
+    return raw
+
+
+def _address(raw: str) -> str:
+    _, address = email.utils.parseaddr(raw)
+    if "@" not in address or any(c in raw for c in "\r\n"):
+        raise ValueError(raw)
+    return raw
+
+
+def _host(raw: str) -> str:
+    if any(c.isspace() for c in raw) or "/" in raw:
+        raise ValueError(raw)
+    return raw
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError(raw)
+        return raw.lower()
+
+    return parse
 
 
 def _existing_file(raw: str) -> Path:

@@ -20,29 +20,40 @@ from tracker.store import Store
 
 # An arbitrary, fixed key for pg_try_advisory_lock ("myositis" in ASCII, fits in a bigint).
 PG_LOCK_KEY = 0x6D796F7369746973
+LOCK_NAMES = ("sync", "send")
 BUSY = "Another sync is already running{who}; this one did nothing. Try again when it finishes."
 
 
 @contextmanager
 def sync_lock(store: Store) -> Iterator[None]:
     """Hold the sync lock for the duration of the block, or raise LockBusy at once."""
-    if store.is_sqlite:
-        with _file_lock(_lock_path(store.url)):
-            yield
-    else:
-        with _advisory_lock(store):
-            yield
-
-
-def _lock_path(url: str) -> Path:
-    path = url.removeprefix("sqlite:///")
-    if not path or path == ":memory:":
-        return Path(".tracker-memory.lock")
-    return Path(path + ".lock")
+    with named_lock(store, "sync"):
+        yield
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def named_lock(store: Store, name: str) -> Iterator[None]:
+    """One holder of `name` at a time across processes ("sync", "send")."""
+    what = BUSY if name == "sync" else f"Another {name} is already running{{who}}; this one " \
+        "did nothing. Try again when it finishes."
+    if store.is_sqlite:
+        with _file_lock(_lock_path(store.url, name), what):
+            yield
+    else:
+        with _advisory_lock(store, PG_LOCK_KEY + LOCK_NAMES.index(name), what):
+            yield
+
+
+def _lock_path(url: str, name: str) -> Path:
+    suffix = ".lock" if name == "sync" else f".{name}.lock"
+    path = url.removeprefix("sqlite:///")
+    if not path or path == ":memory:":
+        return Path(f".tracker-memory{suffix}")
+    return Path(path + suffix)
+
+
+@contextmanager
+def _file_lock(path: Path, busy: str) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -50,7 +61,7 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-            raise LockBusy(BUSY.format(who=f" ({holder})" if holder else "")) from None
+            raise LockBusy(busy.format(who=f" ({holder})" if holder else "")) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, started {datetime.now():%Y-%m-%d %H:%M:%S}".encode(), 0)
         try:
@@ -63,14 +74,14 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _advisory_lock(store: Store) -> Iterator[None]:
+def _advisory_lock(store: Store, key: int, busy: str) -> Iterator[None]:
     with store.engine.connect() as conn:
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY}).scalar()
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
         conn.commit()
         if not got:
-            raise LockBusy(BUSY.format(who=""))
+            raise LockBusy(busy.format(who=""))
         try:
             yield
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             conn.commit()

@@ -59,6 +59,7 @@ class Study(SQLModel, table=True):
     max_age_years: float | None = None
     recruiting_countries: str | None = Field(default=None, sa_column=Column(Text))
     recruiting_sites: str | None = Field(default=None, sa_column=Column(Text))
+    site_points: str | None = Field(default=None, sa_column=Column(Text))
     vocabulary: str | None = Field(default=None, max_length=16)
 
     content_hash: str = Field(max_length=64)
@@ -119,3 +120,64 @@ class SyncRun(SQLModel, table=True):
     unchanged: int = 0
     reformatted: int = 0
     events: int = 0
+
+
+class Subscriber(SQLModel, table=True):
+    """One e-mail address and what it wants; the digest window is the last event id sent."""
+
+    __tablename__ = "subscriber"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    subtypes: str | None = None
+    therapies: str | None = None
+    countries: str | None = Field(default=None, sa_column=Column(Text))
+    near_lat: float | None = None
+    near_lon: float | None = None
+    radius_km: float | None = None
+    children: bool = False
+    recruiting_only: bool = False
+    changes: str = "patient"  # patient | all
+    cadence: str = "weekly"  # daily | weekly
+    created_at: datetime
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    last_event_id: int = 0
+    last_digest_at: datetime | None = None
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A rendered e-mail waiting to be delivered, queued in the transaction that made it.
+
+    status: queued -> sending -> sent; or failed (permanent refusal), or unknown (the process
+    stopped while the server held the message: it may or may not have been delivered, so it is
+    not sent again without an operator's say-so).
+    """
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)  # digest | confirm | operator
+    subscriber_id: int | None = Field(default=None, index=True)
+    recipient: str = Field(sa_column=Column(Text, nullable=False))
+    subject: str = Field(sa_column=Column(Text, nullable=False))
+    message_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    message: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    text_body: str = Field(sa_column=Column(Text, nullable=False))
+    html_body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="queued", index=True)
+    attempts: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    events: int = 0
+    window_end: int = 0  # the last change event this message covers
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class UsedToken(SQLModel, table=True):
+    """Single-use tokens already spent (their signature's digest)."""
+
+    __tablename__ = "used_token"
+
+    digest: str = Field(primary_key=True, max_length=64)
+    used_at: datetime

@@ -30,6 +30,7 @@ from tracker.errors import ConfigError
 from tracker.record import Study, get
 
 MYOSITIS_MESH = "D009220"
+FACTS_VERSION = "2"  # bump when columns() changes, so every study is re-tagged
 OTHER_THERAPY = "other"
 NEGATION_BEFORE = re.compile(
     r"\b(exclud\w*|except|other than|rather than|not|without|unlike)\b")
@@ -105,7 +106,7 @@ def load_vocabulary(extra: Path | None = None) -> Vocabulary:
     if OTHER_THERAPY in therapies:
         raise ConfigError(f"{which} may not define a therapy named {OTHER_THERAPY!r}.")
     ignore = tuple(data.get("ignore", {}).get("terms", []))
-    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\0".join([FACTS_VERSION, *texts]).encode()).hexdigest()[:16]
     return Vocabulary(subtypes, therapies, ignore, digest)
 
 
@@ -356,6 +357,10 @@ def columns(tags: Tags, study: Study) -> dict[str, Any]:
     std_ages = get(p, "eligibilityModule.stdAges")
     children = ("CHILD" in std_ages) if std_ages else (minimum is None or minimum < 18)
     sites = recruiting_sites(study)
+    points = sorted({(loc["geoPoint"]["lat"], loc["geoPoint"]["lon"])
+                     for loc in get(p, "contactsLocationsModule.locations", []) or []
+                     if isinstance(loc.get("geoPoint"), dict)
+                     and {"lat", "lon"} <= set(loc["geoPoint"])})
     countries = sorted({" ".join(s["country"].split()) for s in sites if s.get("country")})
     return {
         "subtypes": "|".join(tags.subtypes) or None,
@@ -370,6 +375,7 @@ def columns(tags: Tags, study: Study) -> dict[str, Any]:
         "max_age_years": maximum,
         "recruiting_countries": "|".join(countries) or None,
         "recruiting_sites": json.dumps(sites, ensure_ascii=False) if sites else None,
+        "site_points": json.dumps(points) if points else None,
     }
 
 

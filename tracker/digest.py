@@ -1,0 +1,197 @@
+"""Build digests: pick each subscriber's changes, group them by trial, render, make the e-mail.
+
+Everything here is pure: stored rows and settings in, a complete `email.message.EmailMessage`
+out. Registry text is untrusted: the HTML template autoescapes it, and it reaches a header
+only through `clean_header` (subjects are built from counts and short, cleaned titles).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from tracker.config import Settings
+from tracker.models import ChangeEvent, Study, Subscriber
+from tracker.record import status_label
+from tracker.subscribers import describe, wants
+from tracker.views import HISTORY_URL, STUDY_URL, split
+
+TEMPLATES = Path(os.environ.get("TRACKER_TEMPLATES_DIR", "")) if os.environ.get(
+    "TRACKER_TEMPLATES_DIR") else Path(__file__).resolve().parents[1] / "templates"
+CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+@dataclass(frozen=True)
+class Freshness:
+    data_timestamp: str | None
+    last_success: datetime | None
+    last_sync_failed: bool
+    last_error: str | None = None
+
+    def sentence(self) -> str:
+        stamp = self.data_timestamp or "unknown"
+        when = f"{self.last_success:%Y-%m-%d %H:%M} UTC" if self.last_success else "never"
+        return (f"Data from ClinicalTrials.gov as of {stamp} (registry data timestamp); "
+                f"last successful sync {when}.")
+
+    def warning(self) -> str | None:
+        if not self.last_sync_failed:
+            return None
+        return ("the most recent attempt to update from ClinicalTrials.gov failed, so this "
+                "digest may miss the newest changes.")
+
+
+@dataclass
+class Trial:
+    study: Study
+    events: list[ChangeEvent] = field(default_factory=list)
+
+
+@dataclass
+class Digest:
+    recipient: str
+    trials: list[Trial]
+    window_end: int
+    subscriber: Subscriber | None = None
+
+    @property
+    def change_count(self) -> int:
+        return sum(len(t.events) for t in self.trials)
+
+
+def plan(subscriber: Subscriber, events: Sequence[ChangeEvent],
+         studies: dict[str, Study]) -> Digest | None:
+    """The subscriber's digest of `events` (oldest first), or None if nothing matches."""
+    trials: dict[str, Trial] = {}
+    for event in events:
+        study = studies.get(event.nct_id)
+        if wants(subscriber, study, event) and study is not None:
+            trials.setdefault(event.nct_id, Trial(study)).events.append(event)
+    if not trials:
+        return None
+    window_end = max(e.id or 0 for e in events)
+    return Digest(subscriber.email, list(trials.values()), window_end, subscriber)
+
+
+def plan_operator(recipient: str, events: Sequence[ChangeEvent],
+                  studies: dict[str, Study]) -> Digest | None:
+    """Every change, for the operator's own review."""
+    trials: dict[str, Trial] = {}
+    for event in events:
+        study = studies.get(event.nct_id)
+        if study is not None:
+            trials.setdefault(event.nct_id, Trial(study)).events.append(event)
+    if not trials:
+        return None
+    return Digest(recipient, list(trials.values()), max(e.id or 0 for e in events))
+
+
+def clean_header(text: str, limit: int = 60) -> str:
+    """Registry text made safe for a header: no control characters or line breaks, short."""
+    text = " ".join(CONTROL.sub(" ", text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def subject(digest: Digest) -> str:
+    n_trials, n_changes = len(digest.trials), digest.change_count
+    head = (f"Myositis trials: {n_changes} update{'s' if n_changes != 1 else ''} on "
+            f"{n_trials} trial{'s' if n_trials != 1 else ''}")
+    titles = [clean_header(t.study.brief_title, 50) for t in digest.trials[:2]]
+    more = f" and {n_trials - 2} more" if n_trials > 2 else ""
+    return clean_header(f"{head}: {'; '.join(titles)}{more}", 180)
+
+
+class Renderer:
+    """Jinja2 templates from templates/, autoescaped for HTML, plain for text."""
+
+    def __init__(self, settings: Settings, templates: Path = TEMPLATES) -> None:
+        self.settings = settings
+        self.env = Environment(loader=FileSystemLoader(str(templates)),
+                               autoescape=select_autoescape(["html"]), trim_blocks=True,
+                               lstrip_blocks=True, undefined=StrictUndefined)
+
+    def digest(self, digest: Digest, freshness: Freshness, unsubscribe_url: str | None
+               ) -> tuple[str, str]:
+        operator = digest.subscriber is None
+        context = {
+            "heading": "All changes to tracked myositis trials" if operator
+            else "News about myositis trials you follow",
+            "intro": f"{digest.change_count} change{'s' if digest.change_count != 1 else ''} "
+                     f"to {len(digest.trials)} trial{'s' if len(digest.trials) != 1 else ''} "
+                     "since the last digest.",
+            "trials": [_trial_context(t) for t in digest.trials],
+            "freshness": freshness.sentence(),
+            "stale_warning": freshness.warning(),
+            "filters": describe(digest.subscriber) if digest.subscriber else None,
+            "unsubscribe_url": unsubscribe_url,
+        }
+        return (self.env.get_template("digest.txt").render(context),
+                self.env.get_template("digest.html").render(context))
+
+    def confirmation(self, subscriber: Subscriber, confirm_url: str) -> tuple[str, str]:
+        context = {"cadence": subscriber.cadence, "filters": describe(subscriber),
+                   "confirm_url": confirm_url, "days": self.settings.confirm_days}
+        return (self.env.get_template("confirm.txt").render(context),
+                self.env.get_template("confirm.html").render(context))
+
+
+def _trial_context(trial: Trial) -> dict[str, object]:
+    s = trial.study
+    return {
+        "title": " ".join(CONTROL.sub(" ", s.brief_title).split()),
+        "nct_id": s.nct_id,
+        "status": status_label(s.overall_status),
+        "tags": ", ".join(split(s.subtypes) + split(s.therapies)),
+        "url": STUDY_URL.format(s.nct_id),
+        "history_url": HISTORY_URL.format(s.nct_id),
+        "changes": [{"plain": _one_line(e.plain or e.summary), "kind": e.kind,
+                     "summary": _one_line(e.summary)} for e in trial.events],
+    }
+
+
+def _one_line(text: str) -> str:
+    return " ".join(CONTROL.sub(" ", text).split())
+
+
+def link(settings: Settings, action: str, token: str) -> str:
+    return f"{settings.public_url}/{action}?{urlencode({'token': token})}"
+
+
+def message(settings: Settings, *, recipient: str, subject_line: str, text: str, html: str,
+            message_id: str, now: datetime, unsubscribe_url: str | None = None) -> EmailMessage:
+    """A multipart/alternative e-mail: plain text first, then HTML."""
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = settings.mail_from
+    msg["To"] = Address(addr_spec=recipient)
+    msg["Subject"] = clean_header(subject_line, 200)
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    if unsubscribe_url:
+        sender = parseaddr(settings.mail_from)[1]
+        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <mailto:{sender}?subject=unsubscribe>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    return msg
+
+
+def message_id(settings: Settings, kind: str, *parts: object) -> str:
+    """Stable for the same digest window, so a digest is never queued twice."""
+    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+    return f"<{kind}.{'.'.join(str(p) for p in parts)}@{domain}>"
+
+
+def oldest_first(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
+    return sorted(events, key=lambda e: e.id or 0)

@@ -1,0 +1,248 @@
+"""Deliver queued messages: over SMTP, or as files when no mail server is configured.
+
+One SMTP connection serves a whole batch. A temporary refusal (4xx) or a connection lost
+before the server accepted the message is retried with backoff on a fresh connection; a
+permanent refusal (5xx) marks that message failed and the batch goes on; a connection lost
+after the whole message was handed over, while waiting for the server's verdict, leaves the
+outcome unknown: the message is marked so and never resent on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import smtplib
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Protocol
+
+from tracker.config import Settings
+from tracker.errors import TrackerError
+from tracker.lock import named_lock
+from tracker.models import OutboxMessage
+from tracker.outbox import mark, queued, recover_interrupted
+from tracker.store import Store, utcnow
+
+SEND_ATTEMPTS = 4
+BACKOFF_BASE = 2.0
+
+
+class SendError(TrackerError):
+    """Base of delivery errors; the message says what the server answered."""
+
+
+class TransientSendError(SendError):
+    pass
+
+
+class PermanentSendError(SendError):
+    pass
+
+
+class UnknownOutcome(SendError):
+    pass
+
+
+class Transport(Protocol):
+    def open(self) -> None: ...
+    def deliver(self, message: OutboxMessage) -> None: ...
+    def close(self) -> None: ...
+
+
+class _Tracked:
+    """smtplib's DATA step, noting when the whole message has left (stdlib's logic)."""
+
+    awaiting_verdict = False
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        smtp: Any = self
+        self.awaiting_verdict = False
+        smtp.putcmd("data")
+        code, reply = smtp.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        payload = smtplib._quote_periods(msg)  # type: ignore[attr-defined]
+        if payload[-2:] != b"\r\n":
+            payload += b"\r\n"
+        smtp.send(payload + b".\r\n")
+        self.awaiting_verdict = True
+        code, reply = smtp.getreply()
+        self.awaiting_verdict = False
+        return code, reply
+
+
+class _SMTP(_Tracked, smtplib.SMTP):
+    pass
+
+
+class _SMTPS(_Tracked, smtplib.SMTP_SSL):
+    pass
+
+
+@dataclass
+class SmtpTransport:
+    settings: Settings
+    connection: Any = None
+
+    def open(self) -> None:
+        s = self.settings
+        context = ssl.create_default_context()
+        port = s.smtp_port or {"tls": 465, "starttls": 587}.get(s.smtp_security, 25)
+        try:
+            if s.smtp_security == "tls":
+                conn: Any = _SMTPS(s.smtp_host or "", port, timeout=s.smtp_timeout,
+                                   context=context)
+            else:
+                conn = _SMTP(s.smtp_host or "", port, timeout=s.smtp_timeout)
+                if s.smtp_security == "starttls":
+                    conn.starttls(context=context)
+            if s.smtp_user:
+                conn.login(s.smtp_user, s.smtp_password or "")
+        except smtplib.SMTPAuthenticationError as error:
+            raise PermanentSendError(f"The mail server refused the login for "
+                                     f"TRACKER_SMTP_USER ({error.smtp_code}).") from error
+        except (OSError, smtplib.SMTPException) as error:
+            raise TransientSendError(f"Cannot reach the mail server {s.smtp_host}:{port}: "
+                                     f"{_reason(error)}") from error
+        self.connection = conn
+
+    def deliver(self, message: OutboxMessage) -> None:
+        if self.connection is None:
+            self.open()
+        conn = self.connection
+        sender = parseaddr(self.settings.mail_from)[1]
+        try:
+            code, reply = conn.mail(sender)
+            if code == 250:
+                code, reply = conn.rcpt(message.recipient)
+            if code in (250, 251):
+                code, reply = conn.data(message.message)
+        except (OSError, smtplib.SMTPServerDisconnected) as error:
+            verdict_pending = getattr(conn, "awaiting_verdict", False)
+            self.connection = None
+            if verdict_pending:
+                raise UnknownOutcome(f"The connection dropped after the message was handed "
+                                     f"over: {_reason(error)}") from error
+            raise TransientSendError(f"The connection dropped: {_reason(error)}") from error
+        except smtplib.SMTPDataError as error:
+            code, reply = error.smtp_code, error.smtp_error
+        if code == 250:
+            return
+        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        try:
+            conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self.connection = None
+        if 400 <= code < 500:
+            raise TransientSendError(f"The mail server said {code} {text}")
+        raise PermanentSendError(f"The mail server refused it: {code} {text}")
+
+    def close(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self.connection.quit()
+            self.connection = None
+
+
+@dataclass
+class FileTransport:
+    """Writes each message as .eml, .txt and .html into a folder (no mail server needed)."""
+
+    folder: Path
+    written: list[Path] = field(default_factory=list)
+
+    def open(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise PermanentSendError(f"Cannot create {self.folder}: {error.strerror}") from error
+
+    def deliver(self, message: OutboxMessage) -> None:
+        stem = f"{message.created_at:%Y-%m-%d}-{message.kind}-{message.id:06d}"
+        safe = "".join(c if c.isalnum() or c in "@._-" else "_" for c in message.recipient)
+        base = self.folder / f"{stem}-{safe}"
+        for suffix, data in ((".txt", message.text_body.encode()),
+                             (".html", message.html_body.encode()), (".eml", message.message)):
+            target = base.with_suffix(suffix)
+            part = target.with_name(target.name + ".part")
+            part.write_bytes(data)
+            part.replace(target)  # atomic: a reader never sees half a file
+            self.written.append(target)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class DrainResult:
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    left: int = 0
+    recovered: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def drain(store: Store, transport: Transport, *, ids: list[int] | None = None,
+          sleep: Callable[[float], None] = time.sleep,
+          on_progress: Callable[[int, int], None] | None = None) -> DrainResult:
+    """Deliver queued messages in order; one sender at a time (others exit at once)."""
+    result = DrainResult()
+    with named_lock(store, "send"):
+        result.recovered = recover_interrupted(store)
+        pending = queued(store, ids)
+        if not pending:
+            return result
+        transport.open()
+        try:
+            for number, message in enumerate(pending, 1):
+                outcome = _deliver_one(store, transport, message, sleep)
+                if outcome == "left":
+                    result.left = len(pending) - number + 1
+                    result.errors.append(message.error or "")
+                    break
+                setattr(result, outcome, getattr(result, outcome) + 1)
+                if on_progress:
+                    on_progress(number, len(pending))
+        finally:
+            transport.close()
+    return result
+
+
+def _deliver_one(store: Store, transport: Transport, message: OutboxMessage,
+                 sleep: Callable[[float], None]) -> str:
+    assert message.id is not None
+    error = ""
+    for attempt in range(SEND_ATTEMPTS):
+        mark(store, message.id, "sending", attempt=True)
+        try:
+            transport.deliver(message)
+        except TransientSendError as failure:
+            error = str(failure)
+            mark(store, message.id, "queued", error=error)
+            if attempt < SEND_ATTEMPTS - 1:
+                delay = BACKOFF_BASE * 2 ** attempt
+                sleep(delay / 2 + random.random() * delay / 2)
+            continue
+        except PermanentSendError as failure:
+            mark(store, message.id, "failed", error=str(failure))
+            return "failed"
+        except UnknownOutcome as failure:
+            mark(store, message.id, "unknown", error=str(failure))
+            return "unknown"
+        mark(store, message.id, "sent", now=utcnow())
+        return "sent"
+    message.error = error
+    return "left"  # the server keeps refusing for now: stop, keep the rest queued
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, smtplib.SMTPResponseException):
+        text = error.smtp_error
+        shown = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+        return f"{error.smtp_code} {shown}"
+    return str(error) or type(error).__name__

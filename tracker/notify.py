@@ -1,0 +1,158 @@
+"""The notify job: for each subscriber whose cadence is due, queue a digest of the changes
+since their last one; then the sender delivers the outbox.
+
+Queueing and advancing the window happen in one transaction per subscriber (see outbox), so
+a crash between subscribers loses nothing and a rerun never queues the same digest twice.
+One subscriber's failure is recorded and the run goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tracker import digest as render
+from tracker import outbox
+from tracker.config import Settings
+from tracker.models import Study, Subscriber
+from tracker.store import Store
+from tracker.tokens import make
+from tracker.views import failed_since
+
+
+@dataclass
+class Planned:
+    recipient: str
+    kind: str
+    subject: str
+    changes: int
+    trials: int
+    outbox_id: int | None = None
+
+
+@dataclass
+class NotifyResult:
+    planned: list[Planned] = field(default_factory=list)
+    nothing_new: int = 0
+    not_due: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def freshness(store: Store) -> render.Freshness:
+    ok = store.last_run("ok", "skipped")
+    failed = store.last_run("failed")
+    return render.Freshness(ok.data_timestamp if ok else None, ok.finished_at if ok else None,
+                            failed_since(failed, ok), failed.error if failed else None)
+
+
+def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator: bool,
+                    dry_run: bool = False) -> NotifyResult:
+    """Queue (or, with dry_run, only plan) every due digest."""
+    result = NotifyResult()
+    renderer = render.Renderer(settings)
+    fresh = freshness(store)
+    newest = outbox.newest_event_id(store)
+    secret = settings.require_secret() if not dry_run else (settings.secret_key or "dry-run")
+    for subscriber in outbox.subscribers(store):
+        if not outbox.is_due(subscriber, now):
+            result.not_due += subscriber.confirmed_at is not None
+            continue
+        try:
+            planned = _subscriber_digest(settings, store, renderer, fresh, subscriber, secret,
+                                         now, newest, dry_run)
+        except outbox.WindowMoved as error:
+            result.errors.append(str(error))
+            continue
+        if planned is None:
+            result.nothing_new += 1
+        else:
+            result.planned.append(planned)
+    if operator:
+        planned = _operator_digest(settings, store, renderer, fresh, now, dry_run)
+        if planned:
+            result.planned.append(planned)
+    return result
+
+
+def _subscriber_digest(settings: Settings, store: Store, renderer: render.Renderer,
+                       fresh: render.Freshness, subscriber: Subscriber, secret: str,
+                       now: datetime, newest: int, dry_run: bool) -> Planned | None:
+    events = outbox.events_after(store, subscriber.last_event_id)
+    studies = store.studies(e.nct_id for e in events)
+    digest = render.plan(subscriber, events, studies)
+    if digest is None:
+        if events and not dry_run:
+            outbox.skip_window(store, subscriber, newest)
+        return None
+    assert subscriber.id is not None
+    token = make(secret, "unsubscribe", subscriber.id, subscriber.email)
+    unsubscribe_url = render.link(settings, "unsubscribe", token)
+    subject = render.subject(digest)
+    planned = Planned(subscriber.email, "digest", subject, digest.change_count,
+                      len(digest.trials))
+    if dry_run:
+        return planned
+    text, html = renderer.digest(digest, fresh, unsubscribe_url)
+    message_id = render.message_id(settings, "digest", subscriber.id, subscriber.last_event_id,
+                                   digest.window_end)
+    msg = render.message(settings, recipient=subscriber.email, subject_line=subject, text=text,
+                         html=html, message_id=message_id, now=now,
+                         unsubscribe_url=unsubscribe_url)
+    planned.outbox_id = outbox.queue(store, {
+        "kind": "digest", "subscriber_id": subscriber.id, "recipient": subscriber.email,
+        "subject": subject, "message_id": message_id, "message": msg.as_bytes(),
+        "text_body": text, "html_body": html, "events": digest.change_count,
+        "window_end": digest.window_end,
+    }, subscriber=subscriber, window_end=digest.window_end, now=now)
+    return planned
+
+
+def _operator_digest(settings: Settings, store: Store, renderer: render.Renderer,
+                     fresh: render.Freshness, now: datetime, dry_run: bool) -> Planned | None:
+    start = outbox.operator_window(store)
+    events = outbox.events_after(store, start)
+    studies: dict[str, Study] = store.studies(e.nct_id for e in events)
+    recipient = "operator"
+    digest = render.plan_operator(recipient, events, studies)
+    if digest is None:
+        return None
+    subject = render.subject(digest)
+    planned = Planned(recipient, "operator", subject, digest.change_count, len(digest.trials))
+    if dry_run:
+        return planned
+    text, html = renderer.digest(digest, fresh, None)
+    message_id = render.message_id(settings, "operator", start, digest.window_end)
+    msg = render.message(settings, recipient=_operator_address(settings), subject_line=subject,
+                         text=text, html=html, message_id=message_id, now=now)
+    planned.outbox_id = outbox.queue(store, {
+        "kind": "operator", "recipient": recipient, "subject": subject,
+        "message_id": message_id, "message": msg.as_bytes(), "text_body": text,
+        "html_body": html, "events": digest.change_count, "window_end": digest.window_end,
+    }, now=now)
+    return planned
+
+
+def _operator_address(settings: Settings) -> str:
+    from email.utils import parseaddr
+
+    return parseaddr(settings.mail_from)[1]
+
+
+def queue_confirmation(settings: Settings, store: Store, subscriber: Subscriber,
+                       now: datetime) -> int | None:
+    """Queue the double opt-in e-mail; nothing else is sent until it is confirmed."""
+    assert subscriber.id is not None
+    secret = settings.require_secret()
+    token = make(secret, "confirm", subscriber.id, subscriber.email)
+    url = render.link(settings, "confirm", token)
+    text, html = render.Renderer(settings).confirmation(subscriber, url)
+    subject = "Please confirm your subscription to myositis trial updates"
+    message_id = render.message_id(settings, "confirm", subscriber.id,
+                                   int(now.timestamp() * 1000))
+    msg = render.message(settings, recipient=subscriber.email, subject_line=subject, text=text,
+                         html=html, message_id=message_id, now=now)
+    return outbox.queue(store, {
+        "kind": "confirm", "subscriber_id": subscriber.id, "recipient": subscriber.email,
+        "subject": subject, "message_id": message_id, "message": msg.as_bytes(),
+        "text_body": text, "html_body": html,
+    }, now=now)
