@@ -85,9 +85,14 @@ def subscribe_command(app: App, email: str, subtypes: tuple[str, ...],
             f"written to {app.settings.digest_dir}/"
         click.echo(f"A confirmation e-mail was {where_to}; nothing else is sent until it is "
                    "confirmed.")
+    elif result.failed:
+        failed = outbox.messages(app.store, ("failed",))
+        raise SendError(f"The confirmation e-mail to {address} was refused: "
+                        f"{failed[-1].error if failed else 'see tracker outbox'}")
     else:
-        click.echo("The confirmation e-mail is queued; 'tracker digest' will retry it. "
-                   + "; ".join(result.errors), err=True)
+        click.echo("warning: the confirmation e-mail is queued, not yet sent ("
+                   + ("; ".join(e for e in result.errors if e) or "see 'tracker outbox'")
+                   + "); 'tracker digest' will retry it.", err=True)
 
 
 @cli.command("confirm")

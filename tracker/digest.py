@@ -29,6 +29,8 @@ from tracker.views import HISTORY_URL, STUDY_URL, split
 
 TEMPLATES = Path(os.environ.get("TRACKER_TEMPLATES_DIR", "")) if os.environ.get(
     "TRACKER_TEMPLATES_DIR") else Path(__file__).resolve().parents[1] / "templates"
+# Long lines rather than RFC 2047 encoded words: List-Unsubscribe URLs must stay readable.
+POLICY = SMTP.clone(max_line_length=998)
 CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
@@ -171,7 +173,7 @@ def link(settings: Settings, action: str, token: str) -> str:
 def message(settings: Settings, *, recipient: str, subject_line: str, text: str, html: str,
             message_id: str, now: datetime, unsubscribe_url: str | None = None) -> EmailMessage:
     """A multipart/alternative e-mail: plain text first, then HTML."""
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=POLICY)
     msg["From"] = settings.mail_from
     msg["To"] = Address(addr_spec=recipient)
     msg["Subject"] = clean_header(subject_line, 200)

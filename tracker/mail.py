@@ -116,6 +116,7 @@ class SmtpTransport:
         conn = self.connection
         sender = parseaddr(self.settings.mail_from)[1]
         try:
+            conn.ehlo_or_helo_if_needed()
             code, reply = conn.mail(sender)
             if code == 250:
                 code, reply = conn.rcpt(message.recipient)
@@ -164,10 +165,9 @@ class FileTransport:
     def deliver(self, message: OutboxMessage) -> None:
         stem = f"{message.created_at:%Y-%m-%d}-{message.kind}-{message.id:06d}"
         safe = "".join(c if c.isalnum() or c in "@._-" else "_" for c in message.recipient)
-        base = self.folder / f"{stem}-{safe}"
         for suffix, data in ((".txt", message.text_body.encode()),
                              (".html", message.html_body.encode()), (".eml", message.message)):
-            target = base.with_suffix(suffix)
+            target = self.folder / f"{stem}-{safe}{suffix}"
             part = target.with_name(target.name + ".part")
             part.write_bytes(data)
             part.replace(target)  # atomic: a reader never sees half a file
