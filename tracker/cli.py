@@ -312,6 +312,42 @@ def export_command(app: App, fmt: str, output: str | None, include_removed: bool
         views.write_export(rows, fmt, sys.stdout)
 
 
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_obj
+def serve_command(app: App, host: str, port: int) -> None:
+    """Serve the confirmation and unsubscribe pages that e-mails link to.
+
+    Put it behind your web server at TRACKER_PUBLIC_URL. Stop with Ctrl-C.
+    """
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from tracker.web import App as WebApp
+
+    app.settings.require_secret()
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            # Request lines carry tokens; log the method and path only.
+            status = args[1] if len(args) > 1 else ""
+            click.echo(f"{self.command} {self.path.split('?')[0]} {status}", err=True)
+
+    try:
+        server = make_server(host, port, WebApp(app.settings, app.store),
+                             handler_class=QuietHandler)
+    except OSError as error:
+        raise Failure(f"Cannot listen on {host}:{port}: {error.strerror}", 1) from error
+    click.echo(f"Serving confirmation and unsubscribe pages on http://{host}:{port}/ "
+               f"(links in e-mails point to {app.settings.public_url}). Ctrl-C stops.", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("Stopped.", err=True)
+    finally:
+        server.server_close()
+
+
 def main() -> None:
     cli(prog_name="tracker")
 

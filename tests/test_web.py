@@ -1,0 +1,116 @@
+"""The confirmation and unsubscribe pages, served for real on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import httpx
+import pytest
+
+from tracker import outbox
+from tracker.config import Settings
+from tracker.store import Store, utcnow
+from tracker.subscribers import Preferences
+from tracker.tokens import make
+from tracker.web import App
+
+SECRET = "s" * 32
+
+
+class Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, Store, int]]:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", secret_key=SECRET)
+    store = Store(settings.database_url)
+    subscriber, _ = outbox.subscribe(store, "pat@example.org", Preferences(), confirmed=False,
+                                     now=utcnow())
+    server = make_server("127.0.0.1", 0, App(settings, store), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    assert subscriber.id is not None
+    yield f"http://127.0.0.1:{server.server_port}", store, subscriber.id
+    server.shutdown()
+    server.server_close()
+    store.close()
+
+
+def test_opening_a_confirmation_link_only_asks_and_posting_confirms(site) -> None:  # type: ignore[no-untyped-def]
+    base, store, sub_id = site
+    token = make(SECRET, "confirm", sub_id, "pat@example.org")
+
+    page = httpx.get(f"{base}/confirm", params={"token": token})
+    assert page.status_code == 200
+    assert "Confirm e-mails to pat@example.org" in page.text
+    assert outbox.get(store, sub_id).confirmed_at is None  # a link prefetch changes nothing
+
+    done = httpx.post(f"{base}/confirm", data={"token": token})
+    assert done.status_code == 200 and "Subscription confirmed" in done.text
+    assert outbox.get(store, sub_id).confirmed_at is not None
+    again = httpx.post(f"{base}/confirm", data={"token": token})
+    assert again.status_code == 400 and "already been used" in again.text
+
+
+def test_one_click_unsubscribe_works_as_mail_clients_send_it(site) -> None:  # type: ignore[no-untyped-def]
+    base, store, sub_id = site
+    token = make(SECRET, "unsubscribe", sub_id, "pat@example.org")
+
+    answer = httpx.post(f"{base}/unsubscribe", params={"token": token},
+                        data={"List-Unsubscribe": "One-Click"})
+
+    assert answer.status_code == 200 and answer.text == "Unsubscribed."
+    assert outbox.get(store, sub_id).unsubscribed_at is not None
+
+
+def test_a_tampered_or_misused_token_is_refused_with_an_escaped_page(site) -> None:  # type: ignore[no-untyped-def]
+    base, store, sub_id = site
+    confirm_token = make(SECRET, "confirm", sub_id, "pat@example.org")
+
+    wrong_purpose = httpx.post(f"{base}/unsubscribe", data={"token": confirm_token})
+    tampered = httpx.get(f"{base}/confirm", params={"token": confirm_token[:-2] + "xx"})
+    hostile = httpx.get(f"{base}/confirm", params={"token": "<script>alert(1)</script>"})
+
+    assert wrong_purpose.status_code == 400
+    assert outbox.get(store, sub_id).unsubscribed_at is None
+    assert tampered.status_code == 400 and "not valid" in tampered.text
+    assert "<script>" not in hostile.text
+    assert hostile.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def test_tracker_serve_answers_and_keeps_tokens_out_of_its_log(tmp_path: Path) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "TRACKER_SECRET_KEY": SECRET,
+           "TRACKER_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}"}
+    server = subprocess.Popen([sys.executable, "-m", "tracker", "serve", "--port", str(port)],
+                              env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        httpx.get(f"http://127.0.0.1:{port}/confirm", params={"token": "secret-token-value"})
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, log = server.communicate(timeout=10)
+    assert answer.status_code == 200 and answer.text == "The tracker is running."
+    assert "GET /confirm 400" in log
+    assert "secret-token-value" not in log
