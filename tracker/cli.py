@@ -255,6 +255,7 @@ def status_command(app: App, as_json: bool) -> None:
     last_failed = store.last_run("failed")
     counts = store.counts()
     data_timestamp = last_ok.data_timestamp if last_ok else None
+    mail = _mail_counts(store)
     info = {
         "database": redact_url(app.settings.database_url),
         "api": app.settings.base_url,
@@ -264,6 +265,7 @@ def status_command(app: App, as_json: bool) -> None:
         "last_failure": views.run_dict(last_failed),
         "last_sync_failed": views.failed_since(last_failed, last_ok),
         "counts": counts,
+        "mail": mail,
     }
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
@@ -282,6 +284,10 @@ def status_command(app: App, as_json: bool) -> None:
     if last_failed:
         when = last_failed.finished_at or last_failed.started_at
         click.echo(f"{'Last failed sync:':<22} {when:%Y-%m-%d %H:%M} UTC: {last_failed.error}")
+    click.echo(f"{'Subscribers:':<22} {mail['confirmed']} confirmed, {mail['unconfirmed']} "
+               f"awaiting confirmation")
+    click.echo(f"{'Outbox:':<22} {mail['queued']} queued, {mail['failed']} failed, "
+               f"{mail['unknown']} unknown outcome, {mail['sent']} sent")
     if info["last_sync_failed"]:
         click.echo("Warning: the most recent sync failed; the data may be out of date.")
 
@@ -346,6 +352,17 @@ def serve_command(app: App, host: str, port: int) -> None:
         click.echo("Stopped.", err=True)
     finally:
         server.server_close()
+
+
+def _mail_counts(store: Store) -> dict[str, int]:
+    from tracker import outbox
+
+    people = outbox.subscribers(store)
+    counts = {"confirmed": sum(1 for p in people if p.confirmed_at),
+              "unconfirmed": sum(1 for p in people if not p.confirmed_at)}
+    for status in ("queued", "failed", "unknown", "sent"):
+        counts[status] = len(outbox.messages(store, (status,)))
+    return counts
 
 
 def main() -> None:
