@@ -155,6 +155,8 @@ def test_status_reports_the_last_success_and_the_last_failure(env: dict[str, str
     assert "API data timestamp:    2026-11-20T09:00:05" in status.stdout
     assert "Last failed sync:" in status.stdout and "HTTP 503" in status.stdout
     assert "Warning: the most recent sync failed" in status.stdout
+    assert "Subscribers:           0 confirmed, 0 awaiting confirmation" in status.stdout
+    assert "Outbox:                0 queued, 0 failed, 0 unknown outcome, 0 sent" in status.stdout
     info = json.loads(run(env, "status", "--json").stdout)
     assert info["last_sync_failed"] is True
     assert info["counts"]["tracked"] == 7
