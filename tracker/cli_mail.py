@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tracker.store import utcnow
 from tracker.subscribers import (
     CADENCES,
     CHANGE_SETS,
+    BadAddress,
     Preferences,
     describe,
     normalise_address,
@@ -111,6 +113,9 @@ def confirm_command(app: App, token: str) -> None:
 @click.pass_obj
 def unsubscribe_command(app: App, email: str) -> None:
     """End EMAIL's subscription; nothing more is sent to it."""
+    # As stored (an IDN domain in its xn-- form); a bad address is simply not subscribed.
+    with contextlib.suppress(BadAddress):
+        email = normalise_address(email)
     subscriber = outbox.find(app.store, email)
     assert subscriber.id is not None
     if outbox.unsubscribe(app.store, subscriber.id, utcnow()):

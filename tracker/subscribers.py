@@ -28,17 +28,19 @@ class BadAddress(TrackerError):
 def normalise_address(address: str) -> str:
     """A syntactically valid address in normal form, or BadAddress saying why not.
 
-    Deliverability is not checked (no DNS here); the confirmation e-mail proves it.
+    Deliverability is not checked (no DNS here); the confirmation e-mail proves it. The form
+    returned is ASCII (an internationalised domain in its xn-- form), as the To header and the
+    SMTP envelope need it; a non-ASCII local part would need SMTPUTF8, so it is refused.
     """
     address = address.strip()
     if any(ord(c) < 32 for c in address):
         raise BadAddress(f"{address!r} is not a valid e-mail address: it contains control "
                          "characters.")
     try:
-        result = validate_email(address, check_deliverability=False)
+        result = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
         raise BadAddress(f"{address!r} is not a valid e-mail address: {error}") from None
-    return str(result.normalized)
+    return str(result.ascii_email or result.normalized)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,10 @@ def wants(subscriber: Subscriber, study: Study | None, event: ChangeEvent) -> bo
     if subscriber.recruiting_only and not (study.recruiting or _closed_recruitment(event)):
         return False
     if subscriber.countries:
-        where = study.recruiting_countries if subscriber.recruiting_only else study.countries
+        # Recruiting-only looks at recruiting sites, except for news of recruitment closing:
+        # by then no site recruits, and the trial's countries say whether it is news here.
+        where = study.recruiting_countries if subscriber.recruiting_only and study.recruiting \
+            else study.countries
         if not _overlap(subscriber.countries.casefold(), (where or "").casefold()):
             return False
     if subscriber.near_lat is not None and subscriber.near_lon is not None:
