@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import all_studies, load_study, updated
+from tests.records import module, pair, sites, status_module, without_results
 from tracker.diff import KINDS, Change, diff, new_study, removed_study
 from tracker.record import content_hash, summarise, without_noise
 
@@ -43,33 +44,14 @@ LYON = {
 
 # --- helpers for editing copies of real records ---------------------------------------------
 
-def module(study: Study, name: str) -> dict[str, Any]:
-    return study["protocolSection"][name]
 
 
-def status_module(study: Study) -> dict[str, Any]:
-    return module(study, "statusModule")
 
 
-def sites(study: Study) -> list[dict[str, Any]]:
-    return module(study, "contactsLocationsModule")["locations"]
 
 
-def pair(nct_id: str) -> tuple[Study, Study]:
-    """(as stored, as the sponsor's next update posts it): edit the second, diff the two."""
-    old = load_study(nct_id)
-    return old, updated(old)
 
 
-def without_results(study: Study) -> Study:
-    """`study` as it stood before its results were posted, a month before its real update."""
-    before = updated(study, days=-30)
-    del before["resultsSection"]
-    before["hasResults"] = False
-    for key in ("resultsFirstSubmitDate", "resultsFirstSubmitQcDate",
-                "resultsFirstPostDateStruct"):
-        del status_module(before)[key]
-    return before
 
 
 def of_kind(changes: list[Change], kind: str) -> list[Change]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import load_study, updated
+from tests.records import module, pair, sites, status_module, without_results
 from tracker.diff import KINDS, Change, diff, new_study, removed_study
 from tracker.plain import explain
 from tracker.record import PHASE_LABELS, STATUS_LABELS
@@ -47,16 +48,10 @@ RAW_CODES = {*STATUS_LABELS, *PHASE_LABELS, "FEMALE", "MALE", "ALL", "ESTIMATED"
 
 # --- helpers for editing copies of real records ---------------------------------------------
 
-def module(study: Study, name: str) -> dict[str, Any]:
-    return study["protocolSection"].setdefault(name, {})
 
 
-def status_module(study: Study) -> dict[str, Any]:
-    return module(study, "statusModule")
 
 
-def sites(study: Study) -> list[dict[str, Any]]:
-    return module(study, "contactsLocationsModule").setdefault("locations", [])
 
 
 def site_in(study: Study, city: str) -> dict[str, Any]:
@@ -64,10 +59,6 @@ def site_in(study: Study, city: str) -> dict[str, Any]:
     return site
 
 
-def pair(nct_id: str) -> tuple[Study, Study]:
-    """(as stored, as the sponsor's next update posts it): edit the second, diff the two."""
-    old = load_study(nct_id)
-    return old, updated(old)
 
 
 def sentences(old: Study, new: Study) -> list[str]:
@@ -85,15 +76,6 @@ def said(old: Study, new: Study) -> str:
     return only(old, new)[1]
 
 
-def without_results(study: Study) -> Study:
-    """`study` as it stood before its results were posted, a month before its real update."""
-    before = updated(study, days=-30)
-    del before["resultsSection"]
-    before["hasResults"] = False
-    for key in ("resultsFirstSubmitDate", "resultsFirstSubmitQcDate",
-                "resultsFirstPostDateStruct"):
-        del status_module(before)[key]
-    return before
 
 
 def raw_codes_in(sentence: str) -> set[str]:
