@@ -122,6 +122,8 @@ class SmtpTransport:
                 code, reply = conn.rcpt(message.recipient)
             if code in (250, 251):
                 code, reply = conn.data(message.message)
+        except smtplib.SMTPDataError as error:  # before OSError: SMTPException subclasses it
+            code, reply = error.smtp_code, error.smtp_error
         except (OSError, smtplib.SMTPServerDisconnected) as error:
             verdict_pending = getattr(conn, "awaiting_verdict", False)
             self.connection = None
@@ -129,8 +131,6 @@ class SmtpTransport:
                 raise UnknownOutcome(f"The connection dropped after the message was handed "
                                      f"over: {_reason(error)}") from error
             raise TransientSendError(f"The connection dropped: {_reason(error)}") from error
-        except smtplib.SMTPDataError as error:
-            code, reply = error.smtp_code, error.smtp_error
         if code == 250:
             return
         text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)

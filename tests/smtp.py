@@ -1,0 +1,203 @@
+"""A real SMTP server on loopback (aiosmtpd) whose answers a test can script.
+
+`smtp_server()` starts one on an ephemeral port (or a given one) in a background thread and
+yields its `Mailbox`: what arrived, on which connection, and the faults still to inject. A
+fault answers RCPT, the DATA command (before 354) or the end of DATA with a reply, or drops
+the connection without answering; a 421 reply also closes the connection, as RFC 5321 says.
+`slow` makes the server sit on each message after receiving all of it (from the
+`slow_from`-th on) before it answers, until `release` is set or the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Session
+
+RCPT = "RCPT"
+DATA_COMMAND = "DATA command"  # the answer to DATA itself, before the message is sent
+END_OF_DATA = "end of DATA"  # the verdict on the whole message
+DROP = None  # close the connection instead of answering
+
+
+@dataclass
+class Fault:
+    stage: str
+    reply: str | None  # DROP: close the connection without answering
+    times: int | None = 1  # None: every time
+    recipient: str | None = None  # only for this recipient
+
+
+@dataclass(frozen=True)
+class Received:
+    session: int  # which connection (numbered from 1 in order of EHLO)
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+
+@dataclass
+class Mailbox:
+    """The handler: records everything and plays the scripted faults."""
+
+    port: int = 0
+    faults: list[Fault] = field(default_factory=list)
+    accepted: list[Received] = field(default_factory=list)  # answered 250 at end of DATA
+    handed_over: list[Received] = field(default_factory=list)  # every complete message
+    sessions: list[Session] = field(default_factory=list)  # one per connection that spoke
+    slow: float = 0.0
+    slow_from: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail(self, stage: str, reply: str | None, times: int | None = 1,
+             recipient: str | None = None) -> Fault:
+        fault = Fault(stage, reply, times, recipient)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    @property
+    def connections(self) -> int:
+        return len(self.sessions)
+
+    def accepted_ids(self) -> list[str]:
+        return [r.message_id for r in self.accepted]
+
+    def handed_over_ids(self) -> list[str]:
+        return [r.message_id for r in self.handed_over]
+
+    # --- aiosmtpd hooks ---------------------------------------------------------------------
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Any,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        self._session_number(session)
+        return responses
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        fault = self._take(RCPT, address)
+        if fault is not None:
+            return await _play(server, fault)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Any) -> str:
+        got = Received(self._session_number(session), envelope.mail_from,
+                       tuple(envelope.rcpt_tos), bytes(envelope.original_content))
+        with self.lock:
+            self.handed_over.append(got)
+            number = len(self.handed_over)
+        if self.slow and number > self.slow_from:
+            deadline = time.monotonic() + self.slow
+            while not self.release.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)  # cancelled at once if the client goes away
+        fault = self._take(END_OF_DATA, got.rcpt_tos[0] if got.rcpt_tos else None)
+        if fault is not None:
+            return await _play(server, fault)
+        with self.lock:
+            self.accepted.append(got)
+        return "250 2.0.0 OK: queued"
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _session_number(self, session: Session) -> int:
+        with self.lock:
+            for number, known in enumerate(self.sessions, 1):
+                if known is session:
+                    return number
+            self.sessions.append(session)
+            return len(self.sessions)
+
+    def _take(self, stage: str, recipient: str | None) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.stage != stage or fault.times == 0:
+                    continue
+                if fault.recipient is not None and fault.recipient != recipient:
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                return fault
+        return None
+
+
+async def _play(server: SMTP, fault: Fault) -> str:
+    if fault.reply is not DROP and not fault.reply.startswith("421"):
+        return fault.reply
+    if fault.reply is not DROP:
+        await server.push(fault.reply)
+    assert server.transport is not None
+    server.transport.close()
+    await asyncio.sleep(60)  # connection_lost cancels this at once; nothing more is said
+    raise AssertionError("the connection should have been closed")
+
+
+class _Server(SMTP):
+    async def smtp_DATA(self, arg: str) -> None:
+        handler = self.event_handler
+        envelope = self.envelope
+        if isinstance(handler, Mailbox) and envelope is not None and envelope.rcpt_tos:
+            fault = handler._take(DATA_COMMAND, envelope.rcpt_tos[0])
+            if fault is not None:
+                reply = await _play(self, fault)
+                self._set_rset_state()
+                await self.push(reply)
+                return
+        await super().smtp_DATA(arg)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Server(self.handler, **self.SMTP_kwargs)
+
+    def _trigger_server(self) -> None:
+        server: Any = self.server
+        if self.port == 0 and server is not None:  # learn the ephemeral port
+            self.port = server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+@contextmanager
+def smtp_server(port: int = 0, mailbox: Mailbox | None = None) -> Iterator[Mailbox]:
+    """An SMTP server on 127.0.0.1 for the duration of the block."""
+    box = mailbox or Mailbox()
+    controller = _Controller(box, hostname="127.0.0.1", port=port, ready_timeout=10)
+    controller.start()
+    box.port = controller.port
+    try:
+        yield box
+    finally:
+        box.release.set()
+        controller.stop()
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0,
+             what: str = "the condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)

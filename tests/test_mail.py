@@ -1,0 +1,602 @@
+"""Delivery, specified against a real SMTP server on loopback (aiosmtpd, see tests/smtp.py).
+
+Every test queues real messages in a real database (SQLite, and PostgreSQL when configured),
+drains the outbox through `tracker.mail` or the `tracker` command, and checks both what the
+server received and what the outbox recorded. Backoff sleeps are recorded, never waited.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import update
+
+from tests.conftest import Sleeps, updated
+from tests.fakeapi import Registry
+from tests.smtp import DATA_COMMAND, DROP, END_OF_DATA, RCPT, Mailbox, smtp_server, wait_for
+from tracker import notify, outbox
+from tracker.cli import cli
+from tracker.config import Settings
+from tracker.ctgov import CtGovClient
+from tracker.errors import LockBusy, TrackerError
+from tracker.mail import FileTransport, SmtpTransport, TransientSendError, drain
+from tracker.models import OutboxMessage
+from tracker.store import Store, utcnow
+from tracker.subscribers import Preferences
+from tracker.sync import sync
+from tracker.tokens import UNSUBSCRIBE_MAX_AGE, read
+
+SECRET = "x" * 32
+SENDER = "tracker@localhost"
+NEXT_DAY = "2026-11-21T09:00:05"
+CHANGED = {"NCT07725679": "RECRUITING", "NCT04078230": "ACTIVE_NOT_RECRUITING"}
+# The backoff before the 1st, 2nd and 3rd retry: half to all of 2, 4 and 8 seconds.
+BACKOFF = [(1.0, 2.0), (2.0, 4.0), (4.0, 8.0)]
+
+
+# --- fixtures and helpers -------------------------------------------------------------------
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    with smtp_server() as box:
+        yield box
+
+
+def smtp_settings(settings: Settings, port: int) -> Settings:
+    return dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=port,
+                               smtp_security="none", secret_key=SECRET, smtp_timeout=5)
+
+
+@pytest.fixture
+def mail_settings(settings: Settings, mailbox: Mailbox) -> Settings:
+    return smtp_settings(settings, mailbox.port)
+
+
+@pytest.fixture
+def backoff() -> Sleeps:
+    return Sleeps()
+
+
+def queue_confirmations(settings: Settings, store: Store, *addresses: str) -> list[int]:
+    """One real confirmation e-mail queued per address, in order."""
+    ids = []
+    for address in addresses:
+        subscriber, _ = outbox.subscribe(store, address, Preferences(), confirmed=False,
+                                         now=utcnow())
+        message_id = notify.queue_confirmation(settings, store, subscriber, utcnow())
+        assert message_id is not None
+        ids.append(message_id)
+    return ids
+
+
+def make_digests_due(settings: Settings, store: Store, client: CtGovClient, registry: Registry,
+                     subscribers: dict[str, Preferences]) -> None:
+    """Baseline sync, confirmed subscribers, then a sync that records changes to two trials."""
+    sync(settings, store, client)
+    for address, preferences in subscribers.items():
+        outbox.subscribe(store, address, preferences, confirmed=True, now=utcnow())
+    for nct_id, status in CHANGED.items():
+        study = updated(registry.studies[nct_id])
+        study["protocolSection"]["statusModule"]["overallStatus"] = status
+        registry.put(study)
+    registry.data_timestamp = NEXT_DAY
+    result = sync(settings, store, client)
+    assert result.changed == len(CHANGED) and result.events >= len(CHANGED)
+
+
+def everyone(*addresses: str) -> dict[str, Preferences]:
+    return {a: Preferences(changes="all", cadence="daily") for a in addresses}
+
+
+def message(store: Store, outbox_id: int) -> OutboxMessage:
+    [found] = [m for m in outbox.messages(store) if m.id == outbox_id]
+    return found
+
+
+def status_by_recipient(store: Store) -> dict[str, str]:
+    return {m.recipient: m.status for m in outbox.messages(store)}
+
+
+def assert_backoff(sleeps: list[float], retries: int) -> None:
+    assert len(sleeps) == retries
+    for slept, (low, high) in zip(sleeps, BACKOFF, strict=False):
+        assert low <= slept <= high, sleeps
+
+
+def free_port() -> int:
+    """A port nothing listens on (the kernel's next ephemeral one, released at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def tracker_env(settings: Settings, port: int, tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKER_", "CTGOV_"))}
+    return {**clean,
+            "TRACKER_DATABASE_URL": settings.database_url, "CTGOV_BASE_URL": settings.base_url,
+            "TRACKER_SMTP_HOST": "127.0.0.1", "TRACKER_SMTP_PORT": str(port),
+            "TRACKER_SMTP_SECURITY": "none", "TRACKER_SMTP_TIMEOUT": "10",
+            "TRACKER_SECRET_KEY": SECRET, "TRACKER_DIGEST_DIR": str(tmp_path / "digests")}
+
+
+def run_tracker(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tracker", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=90)
+
+
+def start_tracker(env: dict[str, str], *args: str, cwd: Path) -> subprocess.Popen[bytes]:
+    log = (cwd / "killed.log").open("wb")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "tracker", *args], env=env, cwd=cwd,
+                                stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.wait(timeout=15)
+
+
+def still_running(process: subprocess.Popen[bytes], cwd: Path) -> bool:
+    if process.poll() is not None:
+        raise AssertionError("tracker exited before it could be killed:\n"
+                             + (cwd / "killed.log").read_text())
+    return True
+
+
+# --- a message delivered ---------------------------------------------------------------------
+
+def test_a_queued_digest_is_delivered_once_as_a_real_multipart_email_and_marked_sent(
+        mail_settings: Settings, store: Store, client: CtGovClient, registry: Registry,
+        mailbox: Mailbox, backoff: Sleeps) -> None:
+    make_digests_due(mail_settings, store, client, registry, everyone("ana@example.org"))
+    prepared = notify.prepare_digests(mail_settings, store, utcnow(), operator=False)
+    [planned] = prepared.planned
+    assert planned.outbox_id is not None
+
+    result = drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert (result.sent, result.failed, result.unknown, result.left) == (1, 0, 0, 0)
+    [got] = mailbox.accepted
+    assert mailbox.handed_over == [got] and backoff == []
+    assert got.mail_from == SENDER and got.rcpt_tos == ("ana@example.org",)
+    queued = message(store, planned.outbox_id)
+    assert (queued.status, queued.attempts, queued.error) == ("sent", 1, None)
+    assert queued.sent_at is not None
+
+    mail = got.message
+    assert mail.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in mail.iter_parts()] == ["text/plain", "text/html"]
+    text, html = (p.get_content() for p in mail.iter_parts())
+    assert all(nct in text and nct in html for nct in CHANGED)
+    assert "<a " in html and "<a " not in text
+    assert mail["From"].addresses[0].addr_spec == SENDER
+    assert mail["From"].addresses[0].display_name == "Myositis trials tracker"
+    assert [a.addr_spec for a in mail["To"].addresses] == ["ana@example.org"]
+    assert mail["Subject"] == queued.subject
+    assert mail["Subject"].startswith("Myositis trials: 2 updates on 2 trials: ")
+    assert mail["Message-ID"] == queued.message_id
+    assert re.fullmatch(r"<digest\.\d+\.\d+\.\d+@localhost>", mail["Message-ID"])
+    assert mail["Date"] is not None
+    unsubscribe = re.fullmatch(r"<(https?://[^>\s]+)>, <mailto:([^>\s]+)>",
+                               str(mail["List-Unsubscribe"]))
+    assert unsubscribe, mail["List-Unsubscribe"]
+    url, mailto = unsubscribe.groups()
+    assert url.startswith("http://localhost:8000/unsubscribe?token=")
+    assert mailto == f"{SENDER}?subject=unsubscribe"
+    token = read(SECRET, "unsubscribe", url.split("token=", 1)[1], UNSUBSCRIBE_MAX_AGE)
+    assert token.email == "ana@example.org"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_one_connection_carries_a_whole_batch(mail_settings: Settings, store: Store,
+                                              mailbox: Mailbox, backoff: Sleeps) -> None:
+    addresses = [f"reader{n}@example.org" for n in range(4)]
+    queue_confirmations(mail_settings, store, *addresses)
+
+    result = drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert result.sent == 4
+    assert [r.rcpt_tos for r in mailbox.accepted] == [(a,) for a in addresses]
+    assert mailbox.connections == 1
+    assert {r.session for r in mailbox.accepted} == {1}
+
+
+# --- temporary refusals and dropped connections ----------------------------------------------
+
+@pytest.mark.parametrize("stage", [RCPT, DATA_COMMAND, END_OF_DATA])
+@pytest.mark.parametrize("reply", ["421 4.3.2 Service shutting down, closing channel",
+                                   "451 4.3.0 Temporary local problem, try again"])
+def test_a_temporary_refusal_is_retried_with_backoff_and_then_delivered(
+        mail_settings: Settings, store: Store, mailbox: Mailbox, backoff: Sleeps, stage: str,
+        reply: str) -> None:
+    first, second = queue_confirmations(mail_settings, store, "ana@example.org",
+                                        "ben@example.org")
+    mailbox.fail(stage, reply, times=1)
+
+    result = drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert (result.sent, result.failed, result.unknown, result.left) == (2, 0, 0, 0)
+    assert_backoff(backoff, retries=1)
+    assert [r.rcpt_tos for r in mailbox.accepted] == [("ana@example.org",),
+                                                      ("ben@example.org",)]
+    assert (message(store, first).status, message(store, first).attempts) == ("sent", 2)
+    assert message(store, first).error is None
+    assert (message(store, second).status, message(store, second).attempts) == ("sent", 1)
+    # 421 closes the channel, so the retry needs a new connection; after 451 the same one
+    # goes on after RSET.
+    assert mailbox.connections == (2 if reply.startswith("421") else 1)
+
+
+def test_a_server_that_keeps_answering_451_leaves_the_message_and_the_rest_queued(
+        mail_settings: Settings, store: Store, mailbox: Mailbox, backoff: Sleeps) -> None:
+    ids = queue_confirmations(mail_settings, store, "ana@example.org", "ben@example.org",
+                              "cy@example.org")
+    mailbox.fail(RCPT, "451 4.7.1 Greylisted, please try again later", times=None,
+                 recipient="ben@example.org")
+
+    result = drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert (result.sent, result.failed, result.unknown, result.left) == (1, 0, 0, 2)
+    assert "451 4.7.1 Greylisted" in result.errors[-1]
+    assert_backoff(backoff, retries=3)
+    assert [r.rcpt_tos for r in mailbox.accepted] == [("ana@example.org",)]
+    assert status_by_recipient(store) == {"ana@example.org": "sent",
+                                          "ben@example.org": "queued",
+                                          "cy@example.org": "queued"}
+    refused = message(store, ids[1])
+    assert refused.attempts == 4
+    assert refused.error == "The mail server said 451 4.7.1 Greylisted, please try again later"
+    assert message(store, ids[2]).attempts == 0  # the rest waits for the next run
+
+    mailbox.faults.clear()
+    again = drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert (again.sent, again.left) == (2, 0)
+    assert Counter(mailbox.accepted_ids()) == Counter(
+        m.message_id for m in outbox.messages(store))  # each exactly once
+
+
+@pytest.mark.parametrize("stage", [RCPT, DATA_COMMAND])
+def test_a_connection_dropped_before_the_message_was_handed_over_is_retried(
+        mail_settings: Settings, store: Store, mailbox: Mailbox, backoff: Sleeps,
+        stage: str) -> None:
+    [only] = queue_confirmations(mail_settings, store, "ana@example.org")
+    mailbox.fail(stage, DROP, times=1)
+
+    result = drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert (result.sent, result.unknown, result.left) == (1, 0, 0)
+    assert_backoff(backoff, retries=1)
+    assert len(mailbox.handed_over) == 1 and len(mailbox.accepted) == 1
+    assert mailbox.connections == 2
+    assert (message(store, only).status, message(store, only).attempts) == ("sent", 2)
+
+
+# --- permanent refusals -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("stage", "reply"), [
+    (RCPT, "550 5.1.1 <ben@example.org>: Recipient address rejected: User unknown"),
+    (DATA_COMMAND, "554 5.5.1 Error: no valid recipients"),
+    (END_OF_DATA, "550 5.7.1 Message rejected as spam"),
+])
+def test_a_permanent_refusal_fails_that_message_with_the_servers_text_and_the_batch_goes_on(
+        mail_settings: Settings, store: Store, mailbox: Mailbox, backoff: Sleeps, stage: str,
+        reply: str) -> None:
+    ids = queue_confirmations(mail_settings, store, "ana@example.org", "ben@example.org",
+                              "cy@example.org")
+    mailbox.fail(stage, reply, times=None, recipient="ben@example.org")
+
+    result = drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert (result.sent, result.failed, result.unknown, result.left) == (2, 1, 0, 0)
+    assert backoff == []  # a permanent refusal is not retried
+    assert [r.rcpt_tos for r in mailbox.accepted] == [("ana@example.org",), ("cy@example.org",)]
+    refused = message(store, ids[1])
+    assert (refused.status, refused.attempts) == ("failed", 1)
+    assert refused.error == f"The mail server refused it: {reply}"
+    assert mailbox.connections == 1  # RSET, and the same connection carries on
+
+    again = drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert (again.sent, again.failed) == (0, 0)  # a failed message is not retried unasked
+    assert len(mailbox.handed_over) == (3 if stage == END_OF_DATA else 2)
+
+
+# --- unknown outcome ----------------------------------------------------------------------
+
+def test_a_connection_dropped_after_the_whole_message_was_sent_leaves_it_unknown_not_resent(
+        mail_settings: Settings, store: Store, mailbox: Mailbox, backoff: Sleeps) -> None:
+    ids = queue_confirmations(mail_settings, store, "ana@example.org", "ben@example.org")
+    mailbox.fail(END_OF_DATA, DROP, times=1, recipient="ana@example.org")
+
+    result = drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert (result.sent, result.failed, result.unknown, result.left) == (1, 0, 1, 0)
+    assert backoff == []
+    assert [r.rcpt_tos for r in mailbox.handed_over] == [("ana@example.org",),
+                                                         ("ben@example.org",)]
+    doubtful = message(store, ids[0])
+    assert doubtful.status == "unknown"
+    assert (doubtful.error or "").startswith("The connection dropped after the message was "
+                                             "handed over")
+    assert message(store, ids[1]).status == "sent"
+    assert mailbox.connections == 2  # the batch went on over a new connection
+
+    again = drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert (again.sent, again.unknown) == (0, 0)
+    assert len(mailbox.handed_over) == 2  # not sent a second time on its own
+
+    retried = outbox.retry(store, ids[0])
+    assert (retried.status, retried.error) == ("queued", None)
+    after_retry = drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert after_retry.sent == 1
+    assert message(store, ids[0]).status == "sent"
+    assert mailbox.handed_over_ids().count(doubtful.message_id) == 2  # resent when asked
+
+
+def test_only_failed_or_unknown_messages_can_be_retried(mail_settings: Settings, store: Store,
+                                                       mailbox: Mailbox,
+                                                       backoff: Sleeps) -> None:
+    [sent] = queue_confirmations(mail_settings, store, "ana@example.org")
+    drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+    with pytest.raises(TrackerError, match=f"Outbox message {sent} is sent; only failed"):
+        outbox.retry(store, sent)
+    assert len(mailbox.accepted) == 1
+
+
+# --- the mail server is down -------------------------------------------------------------------
+
+def test_with_no_server_listening_drain_fails_clearly_and_a_later_drain_sends_each_once(
+        settings: Settings, store: Store, backoff: Sleeps, tmp_path: Path) -> None:
+    port = free_port()
+    down = smtp_settings(settings, port)
+    ids = queue_confirmations(down, store, "ana@example.org", "ben@example.org")
+
+    with pytest.raises(TransientSendError) as raised:
+        drain(store, SmtpTransport(down), sleep=backoff)
+
+    assert isinstance(raised.value, TrackerError)
+    assert str(raised.value).startswith(f"Cannot reach the mail server 127.0.0.1:{port}: ")
+    assert "refused" in str(raised.value).lower()
+    assert [(m.status, m.attempts) for m in outbox.messages(store)] == [("queued", 0)] * 2
+    env = {k: v for k, v in tracker_env(settings, port, tmp_path).items()
+           if k.startswith(("TRACKER_", "CTGOV_"))}
+    command = CliRunner().invoke(cli, ["digest", "--send"], env=env)
+    assert command.exit_code == 1
+    assert command.stderr == f"tracker: error: {raised.value}\n"
+    assert [(m.status, m.attempts) for m in outbox.messages(store)] == [("queued", 0)] * 2
+
+    with smtp_server(port) as mailbox:
+        result = drain(store, SmtpTransport(down), sleep=backoff)
+
+        assert (result.sent, result.left) == (2, 0)
+        assert sorted(mailbox.accepted_ids()) == sorted(message(store, i).message_id
+                                                        for i in ids)
+        again = drain(store, SmtpTransport(down), sleep=backoff)
+        assert again.sent == 0 and len(mailbox.handed_over) == 2
+
+
+# --- crash safety ------------------------------------------------------------------------------
+
+def test_killing_digest_send_mid_batch_loses_and_duplicates_nothing(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry,
+        tmp_path: Path) -> None:
+    addresses = [f"reader{n}@example.org" for n in range(5)]
+    make_digests_due(settings, store, client, registry, everyone(*addresses))
+    with smtp_server() as mailbox:
+        env = tracker_env(settings, mailbox.port, tmp_path)
+        mailbox.slow, mailbox.slow_from = 60.0, 2  # holds the third digest after receiving it
+        victim = start_tracker(env, "digest", "--send", cwd=tmp_path)
+        try:
+            wait_for(lambda: still_running(victim, tmp_path) and len(mailbox.handed_over) == 3,
+                     timeout=60, what="the third digest to reach the server")
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=15)
+        finally:
+            kill(victim)
+        assert [m.status for m in outbox.messages(store)] == ["sent", "sent", "sending",
+                                                              "queued", "queued"]
+        mailbox.slow = 0.0
+
+        rerun = run_tracker(env, "digest", "--send", cwd=tmp_path)
+
+        assert rerun.returncode == 0, rerun.stderr
+        assert "0 digest(s) queued" in rerun.stdout
+        assert "2 sent, 0 failed, 0 unknown, 0 still queued" in rerun.stdout
+        assert "1 message(s) were interrupted mid-send" in rerun.stderr
+        listed = run_tracker(env, "outbox", "--json", cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+
+        # A subscriber's window moves on only with its digest, so the next day's run, with
+        # every subscriber due again, finds nothing new for anyone and queues nothing.
+        with store.engine.begin() as conn:
+            conn.execute(update(outbox.SUBSCRIBER).values(
+                last_digest_at=utcnow() - timedelta(days=2)))
+        next_day = run_tracker(env, "digest", "--send", cwd=tmp_path)
+
+        assert next_day.returncode == 0, next_day.stderr
+        assert "0 digest(s) queued; 5 subscriber(s) had nothing new" in next_day.stdout
+        assert "0 sent" in next_day.stdout
+
+    queued = outbox.messages(store)
+    assert len(queued) == 5 and all(m.kind == "digest" for m in queued)
+    assert sorted(m.recipient for m in queued) == addresses
+    every_digest = {m.message_id for m in queued}
+    received = mailbox.handed_over_ids()
+    assert Counter(received) == Counter(every_digest)  # each reached the server exactly once
+    unknown = {m.message_id for m in queued if m.status == "unknown"}
+    [doubtful] = [m for m in queued if m.status == "unknown"]
+    assert unknown == {received[2]}
+    assert set(mailbox.accepted_ids()) | unknown == every_digest  # none lost
+    assert [(m["id"], m["status"]) for m in json.loads(listed.stdout)] == [
+        (doubtful.id, "unknown")]
+    assert "may or may not have been delivered" in json.loads(listed.stdout)[0]["error"]
+
+
+def test_a_digest_queued_before_a_kill_is_sent_by_the_next_run_and_its_window_moves_once(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry,
+        tmp_path: Path) -> None:
+    addresses = ["ana@example.org", "ben@example.org", "cy@example.org"]
+    make_digests_due(settings, store, client, registry, everyone(*addresses))
+    # A server that accepts the connection and never says a word: the sender is stuck after
+    # queueing every digest and before handing any over.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        silent.settimeout(60)
+        env = tracker_env(settings, silent.getsockname()[1], tmp_path)
+        victim = start_tracker(env, "digest", "--send", cwd=tmp_path)
+        stuck: socket.socket | None = None
+        try:
+            stuck, _ = silent.accept()
+            assert still_running(victim, tmp_path)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=15)
+        finally:
+            kill(victim)
+            if stuck is not None:
+                stuck.close()
+    queued = outbox.messages(store)
+    assert [(m.recipient, m.status, m.attempts) for m in queued] == [
+        (a, "queued", 0) for a in addresses]
+    windows = {s.email: (s.last_event_id, s.last_digest_at) for s in outbox.subscribers(store)}
+    for m in queued:
+        assert windows[m.recipient][0] == m.window_end > 0
+        assert windows[m.recipient][1] is not None
+
+    with smtp_server() as mailbox:
+        rerun = run_tracker({**env, "TRACKER_SMTP_PORT": str(mailbox.port)}, "digest", "--send",
+                            cwd=tmp_path)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert "0 digest(s) queued" in rerun.stdout
+    assert "3 sent, 0 failed, 0 unknown, 0 still queued" in rerun.stdout
+    assert "interrupted" not in rerun.stderr  # nothing was mid-send when it died
+    assert Counter(mailbox.accepted_ids()) == Counter(m.message_id for m in queued)
+    assert [m.status for m in outbox.messages(store)] == ["sent"] * 3
+    assert {s.email: (s.last_event_id, s.last_digest_at)
+            for s in outbox.subscribers(store)} == windows
+
+
+# --- file mode ---------------------------------------------------------------------------------
+
+def test_file_transport_writes_an_eml_a_txt_and_an_html_file_per_message(
+        mail_settings: Settings, store: Store, tmp_path: Path, backoff: Sleeps) -> None:
+    ids = queue_confirmations(mail_settings, store, "ana@example.org", "o'brien+x@example.org")
+    folder = tmp_path / "out" / "mail"
+
+    result = drain(store, FileTransport(folder), sleep=backoff)
+
+    assert (result.sent, result.failed) == (2, 0)
+    files = sorted(p.name for p in folder.iterdir())
+    assert len(files) == 6 and not any(name.endswith(".part") for name in files)
+    for outbox_id in ids:
+        sent = message(store, outbox_id)
+        assert sent.status == "sent"
+        stem = f"{sent.created_at:%Y-%m-%d}-confirm-{outbox_id:06d}-"
+        mine = sorted(p for p in folder.iterdir() if p.name.startswith(stem))
+        assert [p.suffix for p in mine] == [".eml", ".html", ".txt"]
+        assert all(re.fullmatch(r"[A-Za-z0-9@._-]+", p.name) for p in mine)
+        eml = email.message_from_bytes(mine[0].read_bytes(), policy=email.policy.default)
+        assert eml["Message-ID"] == sent.message_id
+        assert [a.addr_spec for a in eml["To"].addresses] == [sent.recipient]
+        assert [p.get_content_type() for p in eml.iter_parts()] == ["text/plain", "text/html"]
+        assert mine[0].read_bytes() == sent.message
+        assert mine[1].read_text() == sent.html_body
+        assert mine[2].read_text() == sent.text_body
+
+
+def test_digest_write_also_writes_one_operator_digest_of_every_change(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry,
+        tmp_path: Path) -> None:
+    make_digests_due(settings, store, client, registry, {
+        "all@example.org": Preferences(changes="all"),
+        "imnm@example.org": Preferences(subtypes=("imnm",), changes="all")})
+    folder = tmp_path / "written"
+    env = {"TRACKER_DATABASE_URL": settings.database_url, "TRACKER_SECRET_KEY": SECRET,
+           "TRACKER_SMTP_HOST": None, "TRACKER_DIGEST_DIR": str(tmp_path / "unused")}
+
+    result = CliRunner().invoke(cli, ["digest", "--write", str(folder)], env=env,
+                                catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    assert "Operator digest queued for operator: 2 change(s) on 2 trial(s)" in result.output
+    assert "3 digest(s) queued" in result.output and "3 written" in result.output
+    emls = sorted(folder.glob("*.eml"))
+    assert len(emls) == 3 and len(list(folder.iterdir())) == 9
+    by_kind: dict[str, list[Path]] = {}
+    for path in emls:
+        kind = path.name.split("-")[3]
+        by_kind.setdefault(kind, []).append(path)
+    assert {k: len(v) for k, v in by_kind.items()} == {"digest": 2, "operator": 1}
+    operator = email.message_from_bytes(by_kind["operator"][0].read_bytes(),
+                                        policy=email.policy.default)
+    assert [a.addr_spec for a in operator["To"].addresses] == [SENDER]
+    assert operator["List-Unsubscribe"] is None
+    operator_text = by_kind["operator"][0].with_suffix(".txt").read_text()
+    assert all(nct in operator_text for nct in CHANGED)
+    imnm_text = next(p for p in folder.glob("*imnm@example.org.txt")).read_text()
+    assert "NCT07725679" in imnm_text and "NCT04078230" not in imnm_text
+    assert not (tmp_path / "unused").exists()
+
+    again = CliRunner().invoke(cli, ["digest", "--write", str(folder)], env=env,
+                               catch_exceptions=False)
+
+    assert "0 digest(s) queued" in again.output and "0 written" in again.output
+    assert len(list(folder.iterdir())) == 9
+
+
+# --- one sender at a time -----------------------------------------------------------------------
+
+def test_a_second_drain_is_refused_by_the_send_lock_while_one_runs(
+        mail_settings: Settings, store: Store, mailbox: Mailbox, backoff: Sleeps) -> None:
+    [only] = queue_confirmations(mail_settings, store, "ana@example.org")
+    mailbox.slow = 30.0
+    outcome: list[object] = []
+
+    def first_sender() -> None:
+        try:
+            outcome.append(drain(store, SmtpTransport(mail_settings), sleep=backoff))
+        except Exception as error:  # reported below
+            outcome.append(error)
+
+    sender = threading.Thread(target=first_sender, daemon=True)
+    sender.start()
+    try:
+        wait_for(lambda: mailbox.handed_over, timeout=15, what="the first sender's message")
+
+        with pytest.raises(LockBusy, match="Another send is already running"):
+            drain(store, SmtpTransport(mail_settings), sleep=backoff)
+
+        assert message(store, only).status == "sending"  # not taken for a dead sender's
+    finally:
+        mailbox.release.set()
+        sender.join(timeout=15)
+    assert not sender.is_alive()
+    [first] = outcome
+    assert not isinstance(first, Exception), first
+    assert first.sent == 1  # type: ignore[attr-defined]
+    assert message(store, only).status == "sent"
+    assert len(mailbox.handed_over) == 1 and mailbox.connections == 1
