@@ -39,6 +39,10 @@ class TransientSendError(SendError):
     pass
 
 
+class Unreachable(TransientSendError):
+    """The mail server cannot be reached at all: no point trying the next message now."""
+
+
 class PermanentSendError(SendError):
     pass
 
@@ -48,7 +52,10 @@ class UnknownOutcome(SendError):
 
 
 class Transport(Protocol):
+    kinds: tuple[str, ...] | None  # the message kinds it delivers (None: all)
+
     def open(self) -> None: ...
+    def ensure_open(self) -> None: ...
     def deliver(self, message: OutboxMessage) -> None: ...
     def close(self) -> None: ...
 
@@ -87,6 +94,12 @@ class _SMTPS(_Tracked, smtplib.SMTP_SSL):
 class SmtpTransport:
     settings: Settings
     connection: Any = None
+    # Operator digests are files (a mail-server address for them comes with the scheduler).
+    kinds: tuple[str, ...] | None = ("digest", "confirm")
+
+    def ensure_open(self) -> None:
+        if self.connection is None:
+            self.open()
 
     def open(self) -> None:
         s = self.settings
@@ -106,8 +119,8 @@ class SmtpTransport:
             raise PermanentSendError(f"The mail server refused the login for "
                                      f"TRACKER_SMTP_USER ({error.smtp_code}).") from error
         except (OSError, smtplib.SMTPException) as error:
-            raise TransientSendError(f"Cannot reach the mail server {s.smtp_host}:{port}: "
-                                     f"{_reason(error)}") from error
+            raise Unreachable(f"Cannot reach the mail server {s.smtp_host}:{port}: "
+                              f"{_reason(error)}") from error
         self.connection = conn
 
     def deliver(self, message: OutboxMessage) -> None:
@@ -126,6 +139,8 @@ class SmtpTransport:
             code, reply = error.smtp_code, error.smtp_error
         except (OSError, smtplib.SMTPServerDisconnected) as error:
             verdict_pending = getattr(conn, "awaiting_verdict", False)
+            with contextlib.suppress(OSError):
+                conn.close()
             self.connection = None
             if verdict_pending:
                 raise UnknownOutcome(f"The connection dropped after the message was handed "
@@ -155,6 +170,10 @@ class FileTransport:
 
     folder: Path
     written: list[Path] = field(default_factory=list)
+    kinds: tuple[str, ...] | None = None
+
+    def ensure_open(self) -> None:
+        pass
 
     def open(self) -> None:
         try:
@@ -194,17 +213,22 @@ def drain(store: Store, transport: Transport, *, ids: list[int] | None = None,
     result = DrainResult()
     with named_lock(store, "send"):
         result.recovered = recover_interrupted(store)
-        pending = queued(store, ids)
+        pending = [m for m in queued(store, ids)
+                   if transport.kinds is None or m.kind in transport.kinds]
         if not pending:
             return result
         transport.open()
         try:
             for number, message in enumerate(pending, 1):
                 outcome = _deliver_one(store, transport, message, sleep)
-                if outcome == "left":
-                    result.left = len(pending) - number + 1
+                if outcome == "unreachable":
+                    result.left += len(pending) - number + 1
                     result.errors.append(message.error or "")
                     break
+                if outcome == "left":  # this recipient is refused for now; go on
+                    result.left += 1
+                    result.errors.append(message.error or "")
+                    continue
                 setattr(result, outcome, getattr(result, outcome) + 1)
                 if on_progress:
                     on_progress(number, len(pending))
@@ -217,12 +241,15 @@ def _deliver_one(store: Store, transport: Transport, message: OutboxMessage,
                  sleep: Callable[[float], None]) -> str:
     assert message.id is not None
     error = ""
+    unreachable = False
     for attempt in range(SEND_ATTEMPTS):
-        mark(store, message.id, "sending", attempt=True)
         try:
+            transport.ensure_open()  # before 'sending': a failed connect hands nothing over
+            mark(store, message.id, "sending", attempt=True)
             transport.deliver(message)
         except TransientSendError as failure:
             error = str(failure)
+            unreachable = isinstance(failure, Unreachable)
             mark(store, message.id, "queued", error=error)
             if attempt < SEND_ATTEMPTS - 1:
                 delay = BACKOFF_BASE * 2 ** attempt
@@ -237,7 +264,7 @@ def _deliver_one(store: Store, transport: Transport, message: OutboxMessage,
         mark(store, message.id, "sent", now=utcnow())
         return "sent"
     message.error = error
-    return "left"  # the server keeps refusing for now: stop, keep the rest queued
+    return "unreachable" if unreachable else "left"
 
 
 def _reason(error: BaseException) -> str:
