@@ -94,6 +94,7 @@ class _SMTPS(_Tracked, smtplib.SMTP_SSL):
 class SmtpTransport:
     settings: Settings
     connection: Any = None
+    tls_context: ssl.SSLContext | None = None  # default: the system's trusted certificates
     # Operator digests are files (a mail-server address for them comes with the scheduler).
     kinds: tuple[str, ...] | None = ("digest", "confirm")
 
@@ -103,7 +104,7 @@ class SmtpTransport:
 
     def open(self) -> None:
         s = self.settings
-        context = ssl.create_default_context()
+        context = self.tls_context or ssl.create_default_context()
         port = s.smtp_port or {"tls": 465, "starttls": 587}.get(s.smtp_security, 25)
         try:
             if s.smtp_security == "tls":
