@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -316,6 +317,23 @@ def export_command(app: App, fmt: str, output: str | None, include_removed: bool
         click.echo(f"Exported {count} studies to {output}.", err=True)
     else:
         views.write_export(rows, fmt, sys.stdout)
+
+
+@cli.command("report")
+@click.option("--week", help="The ISO week, like 2026-W47 (default: the last complete week).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True, help="Folder for the pages, the index and the feeds.")
+@click.pass_obj
+def report_command(app: App, week: str | None, out: Path) -> None:
+    """Write the weekly report (HTML, Markdown, JSON), the index of weeks and Atom feeds."""
+    from tracker import report
+
+    now = utcnow()
+    chosen = report.Week.parse(week) if week else report.Week.last_complete(now.date())
+    written = report.write(app.store, app.tagger.vocabulary, chosen, out, now,
+                           f"{app.settings.public_url}/reports")
+    click.echo(f"Report for {chosen.name} written to {out}/ ({len(written)} files: "
+               f"{chosen.name}.html, .md, .json, index.html, feed.atom and feeds/).")
 
 
 @cli.command("serve")
