@@ -121,3 +121,20 @@ def test_the_index_lists_every_week_written_and_the_feeds_are_atom(
 def test_markdown_escape_makes_registry_text_inert() -> None:
     assert markdown_escape("<b>*x*</b> [a](b) # h") == \
         "&lt;b&gt;\\*x\\*&lt;/b&gt; \\[a\\]\\(b\\) \\# h"
+
+
+def test_the_page_loads_in_a_real_browser_with_no_errors_and_no_network(
+        store: Store, week_of_changes: Week, tmp_path: Path) -> None:
+    from tests.browser import open_page, require_chromium
+
+    require_chromium()
+    write(store, VOCABULARY, week_of_changes, tmp_path, NOW, "https://x.org/r")
+    shot = tmp_path / "report.png"
+
+    report = open_page(tmp_path / f"{week_of_changes.name}.html", shot)
+
+    assert report.problems() == []
+    assert report.network_requests == []
+    assert report.title == f"Myositis clinical trials: week {week_of_changes.name}"
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    assert report.phone_page_width is not None and report.phone_page_width <= 390 + 1
