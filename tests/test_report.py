@@ -13,7 +13,8 @@ from tests.conftest import updated
 from tests.fakeapi import Registry
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient
-from tracker.report import BadWeek, Week, collect, markdown_escape, write
+from tracker.errors import TrackerError
+from tracker.report import BadWeek, Week, by_year, collect, markdown_escape, stamp, write
 from tracker.store import Store
 from tracker.sync import sync
 from tracker.tags import load_vocabulary
@@ -116,6 +117,49 @@ def test_the_index_lists_every_week_written_and_the_feeds_are_atom(
     imnm = feedparser.parse((tmp_path / "feeds" / "imnm.atom").read_bytes())
     assert [e.link for e in imnm.entries] == ["https://clinicaltrials.gov/study/NCT07725679"] * 3
     assert feedparser.parse((tmp_path / "feeds" / "cam.atom").read_bytes()).entries == []
+
+
+def test_the_markdown_carries_the_same_sections_as_the_page(
+        store: Store, week_of_changes: Week, tmp_path: Path) -> None:
+    write(store, VOCABULARY, week_of_changes, tmp_path, NOW, "https://x.org/r")
+    markdown = (tmp_path / f"{week_of_changes.name}.md").read_text()
+
+    for heading in ("## New trials", "## What changed", "### Recruitment and status",
+                    "### New sites", "## Recruiting now", "## The landscape",
+                    "## Results overdue"):
+        assert heading in markdown
+    assert "By country (a trial can recruit in several): France 1." in markdown
+    assert "| Subtype | Completed |" in markdown or "| Subtype |" in markdown
+    assert "| Immune-mediated necrotizing myopathy |" in markdown
+    assert "| Phase | Trials |" in markdown and "| Treatment class | Trials |" in markdown
+    assert "| Year | Q1 | Q2 | Q3 | Q4 | Total |" in markdown
+    assert "as of 2026-11-21 09:00 UTC" in markdown and "T09:00" not in markdown
+
+
+def test_a_failing_sync_puts_a_visible_warning_in_every_format(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry,
+        week_of_changes: Week, tmp_path: Path) -> None:
+    registry.data_timestamp = "2026-11-24T09:00:05"
+    registry.fail(status=503, times=99)
+    with pytest.raises(TrackerError):
+        sync(settings, store, client)
+
+    write(store, VOCABULARY, week_of_changes, tmp_path, NOW, "https://x.org/r")
+
+    page = (tmp_path / f"{week_of_changes.name}.html").read_text()
+    markdown = (tmp_path / f"{week_of_changes.name}.md").read_text()
+    data = json.loads((tmp_path / f"{week_of_changes.name}.json").read_text())
+    assert data["freshness"]["last_sync_failed"] is True
+    assert 'class="warning" role="alert"' in page and "503" in page
+    assert "**Warning:** the latest update from ClinicalTrials.gov failed" in markdown
+
+
+def test_timestamps_read_in_utc_and_quarters_fold_into_years() -> None:
+    assert stamp("2026-11-22T09:54:00+01:00") == "2026-11-22 08:54 UTC"
+    assert stamp("2026-11-21T09:00:05") == "2026-11-21 09:00 UTC"
+    assert stamp(None) == "never" and stamp(None, "unknown") == "unknown"
+    assert by_year([("2024-Q3", 2), ("2024-Q4", 0), ("2025-Q1", 1)]) == [
+        ("2024", [0, 0, 2, 0]), ("2025", [1, 0, 0, 0])]
 
 
 def test_markdown_escape_makes_registry_text_inert() -> None:

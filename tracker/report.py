@@ -181,7 +181,28 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), trim_blocks=True,
                       lstrip_blocks=True, autoescape=select_autoescape(["html"]))
     env.filters["md"] = markdown_escape
+    env.filters["stamp"] = stamp
+    env.filters["by_year"] = by_year
     return env
+
+
+def stamp(value: str | None, missing: str = "never") -> str:
+    """An ISO timestamp as readers write it: 2026-11-21 09:00 UTC (naive ones are UTC)."""
+    if not value:
+        return missing
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def by_year(quarters: list[tuple[str, int]]) -> list[tuple[str, list[int]]]:
+    """Quarter counts ("2024-Q3", 2) folded into one row of four per year."""
+    years: dict[str, list[int]] = {}
+    for label, n in quarters:
+        year, quarter = label.split("-Q")
+        years.setdefault(year, [0, 0, 0, 0])[int(quarter) - 1] = n
+    return list(years.items())
 
 
 def markdown_escape(text: object) -> str:
