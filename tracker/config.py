@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tracker.errors import ConfigError
 
@@ -40,6 +41,8 @@ DEFAULT_QUERY = " OR ".join(
 )
 
 T = TypeVar("T")
+UTC_ZONE = ZoneInfo("UTC")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,16 @@ class Settings:
     smtp_timeout: float = 30.0
     digest_dir: Path = Path("digests")
     confirm_days: int = 7
+    # Running unattended (`tracker run`). Schedules are crontab lines in `timezone`.
+    timezone: ZoneInfo = UTC_ZONE
+    sync_schedule: str = "0 */6 * * *"
+    digest_schedule: str = "0 7 * * *"
+    report_schedule: str = "0 6 * * mon"
+    weekly_day: int = 0  # weekly digests go out on this day (0 = Monday)
+    report_dir: Path = Path("reports")
+    admin_email: str | None = None
+    alert_after: int = 3
+    stop_timeout: float = 30.0
 
     @property
     def smtp_configured(self) -> bool:
@@ -134,7 +147,57 @@ class Settings:
                            "give a folder path"),
             confirm_days=get("TRACKER_CONFIRM_DAYS", _int_between(1, 90), 7,
                              "give a whole number of days from 1 to 90"),
+            **_schedule_settings(get),
         )
+
+
+def _schedule_settings(get: Callable[..., object]) -> dict[str, object]:
+    timezone = get("TRACKER_TIMEZONE", _zone, UTC_ZONE,
+                   "give an IANA time zone such as Europe/Paris or America/New_York")
+    assert isinstance(timezone, ZoneInfo)
+    cron = _cron(timezone)
+    hint = ("give a crontab line of 5 fields, minute hour day month weekday, "
+            "e.g. '0 */6 * * *' or '0 6 * * mon'")
+    return {
+        "timezone": timezone,
+        "sync_schedule": get("TRACKER_SYNC_SCHEDULE", cron, "0 */6 * * *", hint),
+        "digest_schedule": get("TRACKER_DIGEST_SCHEDULE", cron, "0 7 * * *", hint),
+        "report_schedule": get("TRACKER_REPORT_SCHEDULE", cron, "0 6 * * mon", hint),
+        "weekly_day": get("TRACKER_WEEKLY_DAY", _weekday, 0,
+                          "give a day of the week, e.g. monday or mon"),
+        "report_dir": get("TRACKER_REPORT_DIR", Path, Path("reports"), "give a folder path"),
+        "admin_email": get("TRACKER_ADMIN_EMAIL", _address, None,
+                           "give an address like ops@example.org"),
+        "alert_after": get("TRACKER_ALERT_AFTER", _int_between(1, 100), 3,
+                           "give a whole number of failed syncs from 1 to 100"),
+        "stop_timeout": get("TRACKER_STOP_TIMEOUT", _float_between(0, 3600), 30.0,
+                            "give seconds from 0 to 3600"),
+    }
+
+
+def _zone(raw: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(raw) from error
+
+
+def _cron(timezone: ZoneInfo) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        from tracker.cron import cron_trigger
+
+        cron_trigger(raw, timezone)
+        return " ".join(raw.split())
+
+    return parse
+
+
+def _weekday(raw: str) -> int:
+    value = raw.strip().lower()
+    for number, name in enumerate(WEEKDAYS):
+        if value in (name, name[:3]):
+            return number
+    raise ValueError(raw)
 
 
 def _http_url(raw: str) -> str:
