@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -151,7 +151,7 @@ class Settings:
         )
 
 
-def _schedule_settings(get: Callable[..., object]) -> dict[str, object]:
+def _schedule_settings(get: Callable[..., Any]) -> dict[str, Any]:
     timezone = get("TRACKER_TIMEZONE", _zone, UTC_ZONE,
                    "give an IANA time zone such as Europe/Paris or America/New_York")
     assert isinstance(timezone, ZoneInfo)
