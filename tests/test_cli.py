@@ -238,7 +238,7 @@ def test_killing_a_sync_midway_loses_nothing(env: dict[str, str], registry: Regi
 
     assert after.returncode == 0, after.stderr
     assert json.loads(after.stdout)["changed"] == 1
-    assert "Interrupted" in (store.last_run("failed").error or "")
+    assert "Interrupted" in (store.last_run("interrupted").error or "")
 
 
 def test_every_command_has_help() -> None:

@@ -279,7 +279,7 @@ def test_a_second_sync_is_refused_while_one_runs(settings: Settings, store: Stor
     assert registry.log == []
 
 
-def test_a_run_left_running_by_a_killed_process_is_marked_failed(settings: Settings,
+def test_a_run_left_running_by_a_killed_process_is_marked_interrupted(settings: Settings,
                                                                  store: Store,
                                                                  client: CtGovClient) -> None:
     orphan = store.begin_run(settings.query)
@@ -289,8 +289,9 @@ def test_a_run_left_running_by_a_killed_process_is_marked_failed(settings: Setti
     with store.engine.connect() as conn:
         from tracker.store import RUN
         row = conn.execute(select(RUN).where(RUN.c.id == orphan)).mappings().one()
-    assert row["status"] == "failed"
+    assert row["status"] == "interrupted"
     assert "Interrupted" in row["error"]
+    assert store.failures_before() == []  # not a failure of the registry or the network
 
 
 def test_changes_come_newest_sync_first_and_in_diff_order_within_a_sync(

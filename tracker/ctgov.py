@@ -14,6 +14,7 @@ import email.utils
 import json
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from tracker.errors import (
     IncompleteSync,
     MalformedResponse,
     RetriesExhausted,
+    Stopped,
 )
 
 USER_AGENT = f"tracker/{__version__} (myositis clinical-trials tracker; python-httpx)"
@@ -65,6 +67,7 @@ class CtGovClient:
     clock: Callable[[], float] = time.monotonic
     jitter: Callable[[], float] = random.random
     on_retry: Callable[[str], None] | None = None
+    stop: threading.Event | None = None  # set by a shutdown: no new request, no more waiting
     requests_made: int = 0
     _last_request: float | None = field(default=None, repr=False)
 
@@ -192,7 +195,7 @@ class CtGovClient:
             delay = wait if wait is not None else self._backoff(attempt)
             if self.on_retry:
                 self.on_retry(f"{what}: {problem}; retrying in {delay:.0f}s")
-            self.sleep(delay)
+            self._wait(delay)
         raise RetriesExhausted(
             f"Could not fetch {what} from {self.settings.base_url} after {attempts} attempts "
             f"(last: {problem}). Nothing was changed."
@@ -202,13 +205,26 @@ class CtGovClient:
         if self._last_request is not None:
             remaining = self._last_request + self.settings.request_interval - self.clock()
             if remaining > 0:
-                self.sleep(remaining)
+                self._wait(remaining)
+        self._check_stop()
         self.requests_made += 1
         try:
             assert self.http is not None
             return self.http.get(url, params=params)
         finally:
             self._last_request = self.clock()
+
+    def _wait(self, seconds: float) -> None:
+        if self.stop is None:
+            self.sleep(seconds)
+        else:
+            self.stop.wait(seconds)
+            self._check_stop()
+
+    def _check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise Stopped("Stopped on request before the sync finished; nothing from it was "
+                          "saved.")
 
     def _backoff(self, attempt: int) -> float:
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)

@@ -58,3 +58,9 @@ class MalformedResponse(FetchError):
 
 class IncompleteSync(FetchError):
     pass
+
+
+class Stopped(TrackerError):
+    """The process was asked to stop (SIGTERM, Ctrl-C) and the job gave up cleanly."""
+
+    exit_code = 1

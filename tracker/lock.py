@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -20,8 +21,15 @@ from tracker.store import Store
 
 # An arbitrary, fixed key for pg_try_advisory_lock ("myositis" in ASCII, fits in a bigint).
 PG_LOCK_KEY = 0x6D796F7369746973
-LOCK_NAMES = ("sync", "send")
+LOCK_NAMES = ("sync", "send", "scheduler")
 BUSY = "Another sync is already running{who}; this one did nothing. Try again when it finishes."
+MESSAGES = {
+    "sync": BUSY,
+    "send": "Another send is already running{who}; this one did nothing. Try again when it "
+            "finishes.",
+    "scheduler": "Another scheduler ('tracker run') is already running{who}; only one may "
+                 "run at a time, so this one did not start.",
+}
 
 
 @contextmanager
@@ -33,9 +41,8 @@ def sync_lock(store: Store) -> Iterator[None]:
 
 @contextmanager
 def named_lock(store: Store, name: str) -> Iterator[None]:
-    """One holder of `name` at a time across processes ("sync", "send")."""
-    what = BUSY if name == "sync" else f"Another {name} is already running{{who}}; this one " \
-        "did nothing. Try again when it finishes."
+    """One holder of `name` at a time across processes ("sync", "send", "scheduler")."""
+    what = MESSAGES[name]
     if store.is_sqlite:
         with _file_lock(_lock_path(store.url, name), what):
             yield
@@ -50,6 +57,17 @@ def _lock_path(url: str, name: str) -> Path:
     if not path or path == ":memory:":
         return Path(f".tracker-memory{suffix}")
     return Path(path + suffix)
+
+
+def is_held(store: Store, name: str) -> str | None:
+    """Who holds `name` right now ("pid 12, started ..."; "yes" where that is unknown), or
+    None if nobody does. Probing takes and drops the lock at once."""
+    try:
+        with named_lock(store, name):
+            return None
+    except LockBusy as busy:
+        found = re.search(r"\((pid [^)]*)\)", str(busy))
+        return found.group(1) if found else "yes"
 
 
 @contextmanager

@@ -6,6 +6,7 @@
   history can be diffed again or audited later.
 - `ChangeEvent`: what changed, one row per change, tied to the sync that saw it.
 - `SyncRun`: every sync, successful or not, with its counts and its error.
+- `JobRun`: every run of a scheduled job, with its outcome.
 
 New columns are added to an existing database on start-up (`store.upgrade_schema`), so every
 column added later must be nullable or have a default.
@@ -106,7 +107,8 @@ class SyncRun(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     started_at: datetime
     finished_at: datetime | None = None
-    status: str = Field(default="running", index=True)  # running | ok | skipped | failed
+    # running | ok | skipped | failed | interrupted (stopped on purpose, or the process died)
+    status: str = Field(default="running", index=True)
     mode: str = "full"  # full | incremental | baseline
     query: str = Field(sa_column=Column(Text, nullable=False))
     data_timestamp: str | None = None
@@ -181,3 +183,16 @@ class UsedToken(SQLModel, table=True):
 
     digest: str = Field(primary_key=True, max_length=64)
     used_at: datetime
+
+
+class JobRun(SQLModel, table=True):
+    """Every run of a scheduled job (`tracker run`): when, how it ended, in one line."""
+
+    __tablename__ = "job_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(index=True, max_length=20)  # sync | digests | report
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = "running"  # running | ok | failed | skipped | interrupted
+    summary: str | None = Field(default=None, sa_column=Column(Text))

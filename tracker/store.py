@@ -37,7 +37,7 @@ from sqlmodel import Field, SQLModel
 from tracker.config import redact_url
 from tracker.diff import Change
 from tracker.errors import ConfigError
-from tracker.models import ChangeEvent, Study, StudyVersion, SyncRun
+from tracker.models import ChangeEvent, JobRun, Study, StudyVersion, SyncRun
 from tracker.plain import explain
 from tracker.tags import Tagger
 from tracker.tags import columns as tag_columns
@@ -58,6 +58,7 @@ STUDY = Study.__table__  # type: ignore[attr-defined]
 VERSION = StudyVersion.__table__  # type: ignore[attr-defined]
 EVENT = ChangeEvent.__table__  # type: ignore[attr-defined]
 RUN = SyncRun.__table__  # type: ignore[attr-defined]
+JOB = JobRun.__table__  # type: ignore[attr-defined]
 LISTING = ListedStudy.__table__  # type: ignore[attr-defined]
 
 
@@ -121,17 +122,62 @@ class Store:
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(RUN).where(RUN.c.status == "running")
-                .values(status="failed", finished_at=utcnow(),
+                .values(status="interrupted", finished_at=utcnow(),
                         error="Interrupted: the process stopped before the sync finished; "
                               "nothing from it was saved.")
             )
             return int(result.rowcount or 0)
 
     def last_run(self, *statuses: str) -> SyncRun | None:
+        """The latest sync run with one of these statuses (any status if none is given)."""
+        query = select(RUN).order_by(RUN.c.id.desc()).limit(1)
+        if statuses:
+            query = query.where(RUN.c.status.in_(statuses))
         with self.engine.connect() as conn:
-            row = conn.execute(select(RUN).where(RUN.c.status.in_(statuses))
-                               .order_by(RUN.c.id.desc()).limit(1)).mappings().first()
+            row = conn.execute(query).mappings().first()
         return SyncRun(**row) if row else None
+
+    def failures_before(self, run_id: int | None = None) -> list[SyncRun]:
+        """The failed syncs since the last successful one before `run_id` (default: now),
+        oldest first: the current streak, or the streak that `run_id` ended."""
+        with self.engine.connect() as conn:
+            last_ok = select(func.coalesce(func.max(RUN.c.id), 0)).where(
+                RUN.c.status.in_(("ok", "skipped")))
+            query = select(RUN).where(RUN.c.status == "failed").order_by(RUN.c.id)
+            if run_id is not None:
+                last_ok = last_ok.where(RUN.c.id < run_id)
+                query = query.where(RUN.c.id < run_id)
+            query = query.where(RUN.c.id > last_ok.scalar_subquery())
+            return [SyncRun(**row) for row in conn.execute(query).mappings()]
+
+    # --- scheduled jobs ----------------------------------------------------------------------
+
+    def begin_job(self, job: str) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(JOB.insert().values(job=job, started_at=utcnow(),
+                                                      status="running"))
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def finish_job(self, job_run_id: int, status: str, summary: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(JOB).where(JOB.c.id == job_run_id)
+                         .values(status=status, finished_at=utcnow(), summary=summary))
+
+    def last_job(self, job: str) -> JobRun | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(JOB).where(JOB.c.job == job)
+                               .order_by(JOB.c.id.desc()).limit(1)).mappings().first()
+        return JobRun(**row) if row else None
+
+    def mark_jobs_interrupted(self) -> int:
+        """Job runs left 'running' by a process that died; call only under the scheduler lock."""
+        with self.engine.begin() as conn:
+            result = conn.execute(update(JOB).where(JOB.c.status == "running").values(
+                status="interrupted", finished_at=utcnow(),
+                summary="the scheduler stopped before this run finished"))
+            return int(result.rowcount or 0)
 
     # --- the sync's transaction ------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any
 from tracker import diff as differ
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient, Study, nct_id_of
-from tracker.errors import IncompleteSync, TrackerError
+from tracker.errors import IncompleteSync, Stopped, TrackerError
 from tracker.lock import sync_lock
 from tracker.plain import explain
 from tracker.record import content_hash, last_update_posted, summarise
@@ -116,13 +116,17 @@ def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bo
         store.finish_run(run_id, result.status, mode=result.mode, **counts)
         return result
     except BaseException as error:
-        if isinstance(error, TrackerError):
+        status = "failed"
+        if isinstance(error, Stopped):
+            message, status = str(error), "interrupted"
+        elif isinstance(error, TrackerError):
             message = str(error)
         elif isinstance(error, KeyboardInterrupt):
-            message = "Interrupted by the user; nothing from this sync was saved."
+            message, status = "Interrupted by the user; nothing from this sync was saved.", \
+                "interrupted"
         else:
             message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        store.finish_run(run_id, "failed", error=message,
+        store.finish_run(run_id, status, error=message,
                          requests=client.requests_made - requests_before)
         raise
 
