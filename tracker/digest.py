@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -30,6 +30,7 @@ from tracker.views import HISTORY_URL, STUDY_URL, split
 TEMPLATES = Path(os.environ.get("TRACKER_TEMPLATES_DIR", "")) if os.environ.get(
     "TRACKER_TEMPLATES_DIR") else Path(__file__).resolve().parents[1] / "templates"
 # Long lines rather than RFC 2047 encoded words: List-Unsubscribe URLs must stay readable.
+STALE_AFTER = timedelta(days=2)  # the registry refreshes every weekday
 POLICY = SMTP.clone(max_line_length=998)
 CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -40,6 +41,8 @@ class Freshness:
     last_success: datetime | None
     last_sync_failed: bool
     last_error: str | None = None
+    failed_syncs: int = 0  # failed in a row since the last success
+    stale: bool = False  # no successful sync for longer than STALE_AFTER
 
     def sentence(self) -> str:
         stamp = self.data_timestamp or "unknown"
@@ -48,10 +51,19 @@ class Freshness:
                 f"last successful sync {when}.")
 
     def warning(self) -> str | None:
-        if not self.last_sync_failed:
-            return None
-        return ("the most recent attempt to update from ClinicalTrials.gov failed, so this "
-                "digest may miss the newest changes.")
+        """Why the data may be stale, or None; phrased to follow "Warning: "."""
+        if self.failed_syncs > 1:
+            return (f"the last {self.failed_syncs} attempts to update from ClinicalTrials.gov "
+                    "failed, so the data may be stale and this digest may miss the newest "
+                    "changes.")
+        if self.last_sync_failed:
+            return ("the most recent attempt to update from ClinicalTrials.gov failed, so this "
+                    "digest may miss the newest changes.")
+        if self.stale and self.last_success:
+            return (f"the data was last updated from ClinicalTrials.gov on "
+                    f"{self.last_success:%Y-%m-%d}, more than {STALE_AFTER.days} days ago, so "
+                    "it may be stale and this digest may miss the newest changes.")
+        return None
 
 
 @dataclass

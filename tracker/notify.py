@@ -9,13 +9,13 @@ One subscriber's failure is recorded and the run goes on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from tracker import digest as render
 from tracker import outbox
 from tracker.config import Settings
 from tracker.models import Study, Subscriber
-from tracker.store import Store
+from tracker.store import Store, utcnow
 from tracker.tokens import make
 from tracker.views import failed_since
 
@@ -38,11 +38,20 @@ class NotifyResult:
     errors: list[str] = field(default_factory=list)
 
 
-def freshness(store: Store) -> render.Freshness:
+def freshness(store: Store, now: datetime | None = None) -> render.Freshness:
     ok = store.last_run("ok", "skipped")
     failed = store.last_run("failed")
-    return render.Freshness(ok.data_timestamp if ok else None, ok.finished_at if ok else None,
-                            failed_since(failed, ok), failed.error if failed else None)
+    streak = store.failures_before()
+    last_success = _aware(ok.finished_at) if ok and ok.finished_at else None
+    stale = last_success is not None and (now or utcnow()) - last_success > render.STALE_AFTER
+    return render.Freshness(ok.data_timestamp if ok else None, last_success,
+                            failed_since(failed, ok), failed.error if failed else None,
+                            failed_syncs=len(streak), stale=stale)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator: bool,
@@ -50,7 +59,7 @@ def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator
     """Queue (or, with dry_run, only plan) every due digest."""
     result = NotifyResult()
     renderer = render.Renderer(settings)
-    fresh = freshness(store)
+    fresh = freshness(store, now)
     newest = outbox.newest_event_id(store)
     secret = settings.require_secret() if not dry_run else (settings.secret_key or "dry-run")
     for subscriber in outbox.subscribers(store):
