@@ -151,7 +151,8 @@ def test_a_failing_sync_puts_a_visible_warning_in_every_format(
     data = json.loads((tmp_path / f"{week_of_changes.name}.json").read_text())
     assert data["freshness"]["last_sync_failed"] is True
     assert 'class="warning" role="alert"' in page and "503" in page
-    assert "**Warning:** the latest update from ClinicalTrials.gov failed" in markdown
+    assert ("**Warning:** the most recent attempt to update from ClinicalTrials.gov failed, "
+            "so this report") in markdown
 
 
 def test_timestamps_read_in_utc_and_quarters_fold_into_years() -> None:

@@ -84,7 +84,7 @@ def collect(store: Store, vocabulary: Vocabulary, week: Week, now: datetime) -> 
                and json.loads(e.new_value or "null") in STOPPED]
     changed = {e.nct_id for e in events if e.kind != "new"}
     recruiting = [s for s in studies.values() if s.recruiting]
-    fresh = freshness(store)
+    fresh = freshness(store, now)
     return {
         "week": week.name,
         "start": week.start.date().isoformat(),
@@ -112,6 +112,8 @@ def collect(store: Store, vocabulary: Vocabulary, week: Week, now: datetime) -> 
                       "last_success": fresh.last_success.isoformat(timespec="minutes")
                       if fresh.last_success else None,
                       "last_sync_failed": fresh.last_sync_failed,
+                      "failed_syncs": fresh.failed_syncs, "stale": fresh.stale,
+                      "warning": fresh.warning(),
                       "last_error": fresh.last_error if fresh.last_sync_failed else None},
     }
 
