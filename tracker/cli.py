@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +257,9 @@ def status_command(app: App, as_json: bool) -> None:
     counts = store.counts()
     data_timestamp = last_ok.data_timestamp if last_ok else None
     mail = _mail_counts(store)
-    info = {
+    scheduler = _scheduler_info(app)
+    failed_in_a_row = len(store.failures_before())
+    info: dict[str, Any] = {
         "database": redact_url(app.settings.database_url),
         "api": app.settings.base_url,
         "data_timestamp": data_timestamp,
@@ -267,6 +269,8 @@ def status_command(app: App, as_json: bool) -> None:
         "last_sync_failed": views.failed_since(last_failed, last_ok),
         "counts": counts,
         "mail": mail,
+        "failed_in_a_row": failed_in_a_row,
+        "scheduler": scheduler,
     }
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
@@ -289,7 +293,20 @@ def status_command(app: App, as_json: bool) -> None:
                f"awaiting confirmation")
     click.echo(f"{'Outbox:':<22} {mail['queued']} queued, {mail['failed']} failed, "
                f"{mail['unknown']} unknown outcome, {mail['sent']} sent")
-    if info["last_sync_failed"]:
+    click.echo(f"{'Scheduler:':<22} " + (f"running ({info['scheduler']['running']})"
+               if info["scheduler"]["running"] else "not running ('tracker run' starts it)")
+               + f"; times in {app.settings.timezone.key}")
+    for job, row in info["scheduler"]["jobs"].items():
+        last = row["last"]
+        zone = app.settings.timezone
+        done = (f"last {last['status']} {_short(last['started_at'], zone)}: "
+                f"{last['summary']}" if last else "never run")
+        click.echo(f"  {job:<8} {row['schedule']:<16} next {_short(row['next'], zone)}; "
+                   f"{done}")
+    if info["failed_in_a_row"] > 1:
+        click.echo(f"Warning: the last {info['failed_in_a_row']} syncs failed; the data may be "
+                   "out of date.")
+    elif info["last_sync_failed"]:
         click.echo("Warning: the most recent sync failed; the data may be out of date.")
 
 
@@ -336,6 +353,33 @@ def report_command(app: App, week: str | None, out: Path) -> None:
                f"{chosen.name}.html, .md, .json, index.html, feed.atom and feeds/).")
 
 
+@cli.command("run")
+@click.pass_obj
+def run_command(app: App) -> None:
+    """Run unattended: sync, send digests and write the weekly report on schedule.
+
+    Schedules (crontab lines) and their time zone come from TRACKER_SYNC_SCHEDULE,
+    TRACKER_DIGEST_SCHEDULE, TRACKER_REPORT_SCHEDULE and TRACKER_TIMEZONE. A job whose time
+    passed while the tracker was not running runs at once. Logs go to stderr. SIGTERM or
+    Ctrl-C stops it after the job in flight (at most TRACKER_STOP_TIMEOUT seconds).
+    """
+    import logging
+
+    from tracker import schedule
+    from tracker.jobs import Jobs
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(message)s")
+    for noisy in ("apscheduler", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    log = logging.getLogger("tracker")
+    jobs = Jobs(app.settings, app.store, app.tagger, warn=log.warning)
+    if not schedule.run(app.settings, app.store, jobs, log):
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(1)  # the abandoned job's thread would otherwise keep the process alive
+
+
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -370,6 +414,35 @@ def serve_command(app: App, host: str, port: int) -> None:
         click.echo("Stopped.", err=True)
     finally:
         server.server_close()
+
+
+def _scheduler_info(app: App) -> dict[str, Any]:
+    from tracker import schedule
+    from tracker.lock import is_held
+
+    next_runs = schedule.next_runs(app.settings, utcnow())
+    jobs = {}
+    for job in schedule.JOB_IDS:
+        last = app.store.last_job(job)
+        upcoming = next_runs[job]
+        jobs[job] = {
+            "schedule": getattr(app.settings, schedule.SCHEDULES[job]),
+            "next": upcoming.isoformat() if upcoming else None,
+            "last": {"status": last.status, "started_at": last.started_at.isoformat(),
+                     "summary": last.summary} if last else None,
+        }
+    return {"running": is_held(app.store, "scheduler"), "timezone": app.settings.timezone.key,
+            "jobs": jobs}
+
+
+def _short(iso: str | None, zone: tzinfo) -> str:
+    """An ISO time in the schedule's zone, '2026-11-23 06:00 CET'; 'never' for None."""
+    if not iso:
+        return "never"
+    moment = datetime.fromisoformat(iso)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M %Z}"
 
 
 def _mail_counts(store: Store) -> dict[str, int]:

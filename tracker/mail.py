@@ -13,6 +13,7 @@ import contextlib
 import random
 import smtplib
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ class SmtpTransport:
     connection: Any = None
     tls_context: ssl.SSLContext | None = None  # default: the system's trusted certificates
     # Operator digests are files (a mail-server address for them comes with the scheduler).
-    kinds: tuple[str, ...] | None = ("digest", "confirm")
+    kinds: tuple[str, ...] | None = ("digest", "confirm", "alert")
 
     def ensure_open(self) -> None:
         if self.connection is None:
@@ -209,8 +210,10 @@ class DrainResult:
 
 def drain(store: Store, transport: Transport, *, ids: list[int] | None = None,
           sleep: Callable[[float], None] = time.sleep,
-          on_progress: Callable[[int, int], None] | None = None) -> DrainResult:
-    """Deliver queued messages in order; one sender at a time (others exit at once)."""
+          on_progress: Callable[[int, int], None] | None = None,
+          stop: threading.Event | None = None) -> DrainResult:
+    """Deliver queued messages in order; one sender at a time (others exit at once).
+    When `stop` is set, the batch ends after the message in hand; the rest stay queued."""
     result = DrainResult()
     with named_lock(store, "send"):
         result.recovered = recover_interrupted(store)
@@ -221,6 +224,9 @@ def drain(store: Store, transport: Transport, *, ids: list[int] | None = None,
         transport.open()
         try:
             for number, message in enumerate(pending, 1):
+                if stop is not None and stop.is_set():
+                    result.left += len(pending) - number + 1
+                    break
                 outcome = _deliver_one(store, transport, message, sleep)
                 if outcome == "unreachable":
                     result.left += len(pending) - number + 1
@@ -274,3 +280,10 @@ def _reason(error: BaseException) -> str:
         shown = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
         return f"{error.smtp_code} {shown}"
     return str(error) or type(error).__name__
+
+
+def transport_for(settings: Settings) -> Transport:
+    """SMTP when a mail server is configured, files in TRACKER_DIGEST_DIR otherwise."""
+    if settings.smtp_configured:
+        return SmtpTransport(settings)
+    return FileTransport(settings.digest_dir)

@@ -1,0 +1,213 @@
+"""`tracker run`: one long-running process that syncs, sends digests and writes the weekly
+report on schedule, with APScheduler 3.
+
+Three jobs with fixed ids, cron triggers in TRACKER_TIMEZONE, one worker thread (jobs run one
+after another, never two at once), `coalesce` (a backlog of missed runs becomes one run) and
+`max_instances=1`. The in-memory job store forgets everything on restart, so catching up is
+ours: a job whose schedule fired since it last started (as recorded in the database) runs at
+once. The scheduler lock keeps a second `tracker run` out; the sync and send locks keep a
+manual `tracker sync` or `tracker digest` from running alongside a scheduled one.
+
+On SIGTERM or Ctrl-C no new job starts; the job in flight gets `stop_timeout` seconds to finish
+(a sync stops at its next request and rolls back). If it has not finished by then it is
+abandoned: the process exits, its transaction is never committed, and the locks die with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, tzinfo
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from tracker.config import Settings
+from tracker.cron import cron_trigger
+from tracker.errors import TrackerError
+from tracker.jobs import Jobs, Outcome
+from tracker.lock import named_lock
+from tracker.store import Store, utcnow
+
+JOB_IDS = ("sync", "digests", "report")  # also the catch-up order
+SCHEDULES = {"sync": "sync_schedule", "digests": "digest_schedule",
+             "report": "report_schedule"}
+# How late a run may start and still run (a busy worker or a suspended machine delays it):
+# a sync later than half an hour waits for the next one; digests and the report are still
+# worth sending hours late.
+GRACE = {"sync": 30 * 60, "digests": 6 * 3600, "report": 12 * 3600}
+
+
+def triggers(settings: Settings) -> dict[str, CronTrigger]:
+    return {job: cron_trigger(getattr(settings, SCHEDULES[job]), settings.timezone)
+            for job in JOB_IDS}
+
+
+def next_runs(settings: Settings, now: datetime) -> dict[str, datetime | None]:
+    """When each job fires next, in the schedule's time zone."""
+    return {job: trigger.get_next_fire_time(None, now)
+            for job, trigger in triggers(settings).items()}
+
+
+def last_started(store: Store, job: str) -> datetime | None:
+    """The latest start of `job`; for the sync, a manual `tracker sync` counts too."""
+    starts = []
+    if (run := store.last_job(job)) is not None:
+        starts.append(_aware(run.started_at))
+    if job == "sync" and (sync_run := store.last_run()) is not None:
+        starts.append(_aware(sync_run.started_at))
+    return max(starts) if starts else None
+
+
+def is_overdue(trigger: CronTrigger, last: datetime | None, now: datetime) -> bool:
+    """True if the schedule fired between the last start (never: always) and now."""
+    if last is None:
+        return True
+    missed = trigger.get_next_fire_time(None, last + timedelta(microseconds=1))
+    return missed is not None and missed <= now
+
+
+def overdue(settings: Settings, store: Store, now: datetime) -> list[str]:
+    return [job for job, trigger in triggers(settings).items()
+            if is_overdue(trigger, last_started(store, job), now)]
+
+
+def build_scheduler(settings: Settings, run: Callable[[str], object], *,
+                    catch_up: Sequence[str] = (), now: datetime | None = None
+                    ) -> BackgroundScheduler:
+    """The scheduler with its three jobs; jobs in `catch_up` run at once, in JOB_IDS order."""
+    now = now or utcnow()
+    scheduler = BackgroundScheduler(
+        timezone=settings.timezone,
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1},
+    )
+    for order, (job, trigger) in enumerate(triggers(settings).items()):
+        extra = {"next_run_time": now + timedelta(seconds=order)} if job in catch_up else {}
+        scheduler.add_job(run, trigger, args=[job], id=job, name=job, coalesce=True,
+                          max_instances=1, misfire_grace_time=GRACE[job],
+                          replace_existing=True, **extra)
+    return scheduler
+
+
+class Runner:
+    """Runs one job, records it in the database and logs its outcome and the next run."""
+
+    def __init__(self, jobs: Jobs, store: Store, log: logging.Logger,
+                 next_run: Callable[[str], datetime | None] = lambda job: None) -> None:
+        self.jobs = jobs
+        self.timezone = jobs.settings.timezone
+        self.store = store
+        self.log = log
+        self.next_run = next_run
+        self.current: str | None = None
+        self.idle = threading.Event()
+        self.idle.set()
+
+    def __call__(self, job: str) -> Outcome:
+        if self.jobs.stop.is_set():
+            return Outcome("skipped", "the scheduler is stopping")
+        self.current = job
+        self.idle.clear()
+        started = utcnow()
+        run_id = self.store.begin_job(job)
+        try:
+            outcome = getattr(self.jobs, job)()
+        except TrackerError as error:  # a bad setting, a full disk: one clear line
+            outcome = Outcome("failed", str(error))
+        except Exception as error:  # a bug: keep the scheduler alive, keep the traceback
+            self.log.exception("%s: unexpected error", job)
+            outcome = Outcome("failed", f"unexpected {type(error).__name__}: {error}")
+        finally:
+            self.current = None
+        try:
+            self.store.finish_job(run_id, outcome.status, outcome.summary)
+        finally:
+            self.idle.set()
+        took = (utcnow() - started).total_seconds()
+        level = logging.INFO if outcome.status in ("ok", "skipped") else logging.WARNING
+        self.log.log(level, "%s %s in %.1fs: %s; next %s", job, outcome.status, took,
+                     outcome.summary.rstrip("."), when(self.next_run(job), self.timezone))
+        return outcome
+
+
+def run(settings: Settings, store: Store, jobs: Jobs, log: logging.Logger) -> bool:
+    """Run the scheduler until SIGTERM or Ctrl-C (or `jobs.stop` is set). Returns True if it
+    stopped cleanly, False if a job in flight had to be abandoned."""
+    stop, hurry = jobs.stop, threading.Event()
+    with named_lock(store, "scheduler"), _stop_on_signals(stop, hurry, log):
+        store.mark_jobs_interrupted()
+        now = utcnow()
+        late = overdue(settings, store, now)
+        scheduler: BackgroundScheduler | None = None
+
+        def next_run(job: str) -> datetime | None:
+            found = scheduler.get_job(job) if scheduler else None
+            return found.next_run_time if found else None
+
+        runner = Runner(jobs, store, log, next_run)
+        scheduler = build_scheduler(settings, runner, catch_up=late, now=now)
+        scheduler.start()
+        log.info("Scheduler started; times in %s. Stop with SIGTERM or Ctrl-C.",
+                 settings.timezone.key)
+        for job in JOB_IDS:
+            log.info("  %-8s %-16s next %s", job, getattr(settings, SCHEDULES[job]),
+                     when(next_run(job), settings.timezone))
+        if late:
+            log.info("Catching up now: %s (their schedule fired since they last ran).",
+                     ", ".join(late))
+        while not stop.wait(1.0):
+            pass
+        scheduler.shutdown(wait=False)
+        busy = runner.current
+        if busy:
+            log.info("Stopping: waiting up to %.0fs for the %s job to finish (a second "
+                     "signal stops at once).", settings.stop_timeout, busy)
+        deadline = time.monotonic() + settings.stop_timeout
+        while not runner.idle.wait(0.1):
+            if hurry.is_set() or time.monotonic() > deadline:
+                break
+        else:
+            log.info("Stopped cleanly.")
+            return True
+        log.warning("Stopping: the %s job did not finish within %.0fs and is abandoned; "
+                    "nothing it did is half-saved (the sync is one transaction, the outbox "
+                    "never sends twice).", runner.current, settings.stop_timeout)
+        return False
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event, hurry: threading.Event,
+                     log: logging.Logger) -> Iterator[None]:
+    def handle(number: int, frame: FrameType | None) -> None:
+        log.info("Received %s.", signal.Signals(number).name)
+        if stop.is_set():
+            hurry.set()
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only; the caller stops us with `stop`
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def when(moment: datetime | None, zone: tzinfo) -> str:
+    """A time as the operator reads it, in the schedule's zone: 2026-11-23 06:00 CET."""
+    if moment is None:
+        return "not scheduled"
+    return f"{_aware(moment).astimezone(zone):%Y-%m-%d %H:%M %Z}"
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
