@@ -48,6 +48,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     truncate: bool = False
     delay: float = 0.0
+    passthrough: bool = False  # after the delay, answer as the registry would
 
 
 @dataclass
@@ -174,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
                 fault.times -= 1
         if fault and fault.delay:
             time.sleep(fault.delay)
-        if fault and not fault.truncate:
+        if fault and not fault.truncate and not fault.passthrough:
             self._send(fault.status, "text/plain", fault.body, fault.headers)
             return
         try:
