@@ -313,3 +313,14 @@ def test_tracker_run_syncs_sends_and_exits_cleanly_on_sigterm(
     assert [r["status"] for r in store.engine.connect().execute(
         JOB.select().order_by(JOB.c.id)).mappings()] == ["ok", "ok", "ok"]
     store.close()
+
+
+def test_the_systemd_unit_runs_the_scheduler_and_outwaits_its_graceful_stop() -> None:
+    unit = (Path(__file__).parents[1] / "docs" / "tracker.service").read_text()
+    lines = dict(line.split("=", 1) for line in unit.splitlines()
+                 if "=" in line and not line.startswith("#"))
+
+    assert lines["ExecStart"].endswith("/.venv/bin/tracker run")
+    assert lines["KillSignal"] == "SIGTERM"
+    assert float(lines["TimeoutStopSec"]) > Settings().stop_timeout
+    assert set(lines["RestartPreventExitStatus"].split()) == {"2", "3"}  # bad config, lock
