@@ -324,3 +324,35 @@ def test_the_systemd_unit_runs_the_scheduler_and_outwaits_its_graceful_stop() ->
     assert lines["KillSignal"] == "SIGTERM"
     assert float(lines["TimeoutStopSec"]) > Settings().stop_timeout
     assert set(lines["RestartPreventExitStatus"].split()) == {"2", "3"}  # bad config, lock
+
+
+def test_ctrl_c_twice_abandons_a_stuck_sync_at_once_and_loses_nothing(
+        fake_api: FakeApi, registry: Registry, tmp_path: Path) -> None:
+    database = tmp_path / "tracker.db"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKER_", "CTGOV_"))}
+    env = {**clean, "CTGOV_BASE_URL": fake_api.base_url,
+           "TRACKER_DATABASE_URL": f"sqlite:///{database}", "TRACKER_REQUEST_INTERVAL": "0",
+           "TRACKER_STOP_TIMEOUT": "600", "TRACKER_TIMEOUT": "60"}
+    registry.fail(match=lambda path, params: path.endswith("/studies"), delay=30,
+                  passthrough=True)  # the registry hangs on the first page
+    process = subprocess.Popen([sys.executable, "-m", "tracker", "run"], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: registry.requests("/studies"))
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, log = process.communicate(timeout=10)
+    finally:
+        process.kill()
+
+    assert time.monotonic() - started < 5
+    assert process.returncode == 1, log
+    assert "Stopping: waiting up to 600s for the sync job to finish" in log
+    assert "the sync job is abandoned at a second signal; nothing it did is half-saved" in log
+    store = Store(f"sqlite:///{database}")
+    assert store.counts()["tracked"] == 0 and store.changes() == []
+    assert (tracker(env, "sync", cwd=tmp_path).returncode == 0)  # no stale lock left behind
+    assert store.last_run("interrupted") is not None  # the abandoned run, marked as such
+    store.close()

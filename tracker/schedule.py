@@ -176,9 +176,11 @@ def run(settings: Settings, store: Store, jobs: Jobs, log: logging.Logger) -> bo
         else:
             log.info("Stopped cleanly.")
             return True
-        log.warning("Stopping: the %s job did not finish within %.0fs and is abandoned; "
-                    "nothing it did is half-saved (the sync is one transaction, the outbox "
-                    "never sends twice).", runner.current, settings.stop_timeout)
+        why = "at a second signal" if hurry.is_set() else \
+            f"after {settings.stop_timeout:.0f}s"
+        log.warning("Stopping: the %s job is abandoned %s; nothing it did is half-saved (a "
+                    "sync is one transaction, the outbox never sends twice).",
+                    runner.current, why)
         return False
 
 
