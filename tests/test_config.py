@@ -75,3 +75,37 @@ def test_passwords_never_appear_in_printed_urls() -> None:
 ])
 def test_the_default_query_covers_every_myositis_subtype(term: str) -> None:
     assert term in DEFAULT_QUERY.split(" OR ")
+
+
+def test_the_schedule_settings_are_parsed_in_their_time_zone() -> None:
+    settings = Settings.from_env({
+        "TRACKER_TIMEZONE": "Europe/Paris", "TRACKER_SYNC_SCHEDULE": "15  14 * * 1-5",
+        "TRACKER_WEEKLY_DAY": "Friday", "TRACKER_ADMIN_EMAIL": "ops@example.org",
+        "TRACKER_ALERT_AFTER": "5", "TRACKER_STOP_TIMEOUT": "12.5",
+        "TRACKER_REPORT_DIR": "site/reports"})
+
+    assert settings.timezone.key == "Europe/Paris"
+    assert settings.sync_schedule == "15 14 * * 1-5"  # spaces normalised
+    assert (settings.digest_schedule, settings.report_schedule) == ("0 7 * * *", "0 6 * * mon")
+    assert settings.weekly_day == 4
+    assert (settings.admin_email, settings.alert_after, settings.stop_timeout) == (
+        "ops@example.org", 5, 12.5)
+    assert str(settings.report_dir) == "site/reports"
+    assert Settings.from_env({}).timezone.key == "UTC"
+
+
+@pytest.mark.parametrize(("name", "value", "hint"), [
+    ("TRACKER_TIMEZONE", "Mars/Olympus", "IANA time zone"),
+    ("TRACKER_TIMEZONE", "../../etc/passwd", "IANA time zone"),
+    ("TRACKER_SYNC_SCHEDULE", "every 6 hours", "crontab line of 5 fields"),
+    ("TRACKER_DIGEST_SCHEDULE", "0 25 * * *", "crontab line of 5 fields"),
+    ("TRACKER_REPORT_SCHEDULE", "0 6 * * 8", "crontab line of 5 fields"),
+    ("TRACKER_WEEKLY_DAY", "someday", "day of the week"),
+    ("TRACKER_ADMIN_EMAIL", "ops at example", "address"),
+    ("TRACKER_ALERT_AFTER", "0", "from 1 to 100"),
+])
+def test_bad_schedule_settings_are_refused_with_the_fix(name: str, value: str,
+                                                        hint: str) -> None:
+    with pytest.raises(ConfigError, match=name) as refused:
+        Settings.from_env({name: value})
+    assert hint in str(refused.value)
