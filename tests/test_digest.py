@@ -13,7 +13,7 @@ import email.policy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -127,7 +127,8 @@ class World:
     def digests(self, now: datetime | None = None, *, operator: bool = False,
                 dry_run: bool = False) -> NotifyResult:
         return notify.prepare_digests(self.settings, self.store, now or utcnow(),
-                                      operator=operator, dry_run=dry_run)
+                                      operator="operator" if operator else None,
+                                      dry_run=dry_run)
 
     def queued(self, kind: str = "digest") -> list[OutboxMessage]:
         return [m for m in outbox.messages(self.store) if m.kind == kind]
@@ -407,22 +408,26 @@ def test_the_message_id_is_stable_for_a_window_so_a_digest_is_queued_once(
 
 # --- what is sent, and when ---------------------------------------------------------------------
 
+MONDAY = datetime(2026, 11, 30, 7, tzinfo=UTC)  # the default weekly day, in the default zone
+
 def test_nothing_new_means_no_digest_and_the_window_moves_past_unmatched_changes(
         world: World) -> None:
     ibm = world.subscribe("ibm@example.org", subtypes=("ibm",), changes="all")
     world.sync(set_status(IMNM, "RECRUITING"))  # not IBM
     unmatched = world.newest_event()
 
-    result = world.digests()
+    result = world.digests(MONDAY)
 
     assert (result.planned, result.nothing_new) == ([], 1)
     assert outbox.messages(world.store) == []
     after = outbox.find(world.store, ibm.email)
     assert after.last_event_id == unmatched
-    assert after.last_digest_at is None  # still due: nothing was sent
+    assert after.last_digest_at is None  # nothing was sent...
+    assert after.served_at == MONDAY  # ...but this week's turn is taken
 
     world.sync(add_site(IBM, TAIPEI))
-    result = world.digests()
+    assert world.digests(MONDAY + timedelta(days=1)).planned == []  # waits for its day
+    result = world.digests(MONDAY + timedelta(days=7))
 
     [planned] = result.planned
     assert (planned.changes, planned.trials) == (1, 1)
@@ -506,7 +511,7 @@ def test_the_operator_digest_covers_every_change(world: World) -> None:
 def test_a_subscriber_gets_a_digest_once_per_cadence(world: World, cadence: str,
                                                      too_soon: timedelta,
                                                      due: timedelta) -> None:
-    start = utcnow()
+    start = MONDAY
     world.subscribe("pat@example.org", cadence=cadence, now=start)
     world.sync(set_status(IMNM, "RECRUITING"))
     assert len(world.digests(start).planned) == 1
@@ -546,11 +551,11 @@ def test_a_new_subscriber_does_not_receive_the_backlog(world: World) -> None:
     world.sync(add_site(DM, LYON))
     world.subscribe("late@example.org")
 
-    assert world.digests().planned == []
+    assert world.digests(MONDAY).planned == []
     assert outbox.messages(world.store) == []
 
     world.sync(set_status(ASS, "TERMINATED", why="Sponsor decision"))
-    [planned] = world.digests().planned
+    [planned] = world.digests(MONDAY + timedelta(days=7)).planned
 
     assert (planned.changes, planned.trials) == (1, 1)
     [row] = world.queued()
@@ -565,10 +570,10 @@ def test_resubscribing_after_unsubscribing_skips_what_happened_in_between(
     world.sync(set_status(IMNM, "RECRUITING"))
     world.subscribe("pat@example.org")
 
-    assert world.digests().planned == []
+    assert world.digests(MONDAY).planned == []
 
     world.sync(add_site(DM, LYON))
-    [planned] = world.digests().planned
+    [planned] = world.digests(MONDAY + timedelta(days=7)).planned
     assert planned.changes == 1
     [row] = world.queued()
     assert DM in row.text_body and IMNM not in row.text_body

@@ -19,10 +19,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner, Result
@@ -40,6 +41,7 @@ from tracker.subscribers import (
     Preferences,
     describe,
     distance_km,
+    is_due,
     is_patient_change,
     normalise_address,
     parse_point,
@@ -332,6 +334,106 @@ def test_describe_says_the_filters_in_a_few_words() -> None:
                              "change; daily")
     assert describe(subscriber()) == ("all myositis trials; changes that matter to patients; "
                                       "weekly")
+    assert describe(subscriber(), weekly_day=0).endswith("; weekly (Monday)")  # the site's day
+    assert describe(subscriber(weekday=4)).endswith("; weekly (Friday)")
+    assert describe(subscriber(weekday=4), weekly_day=0).endswith("; weekly (Friday)")
+    assert describe(sub, weekly_day=0).endswith("; daily")
+
+
+# --- when a digest is due -----------------------------------------------------------------------
+
+PARIS_TZ = ZoneInfo("Europe/Paris")
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+def served(when: datetime | None, **preferences: Any) -> Subscriber:
+    """A confirmed subscription last served at `when` (None: never)."""
+    sub = subscriber(**preferences)
+    sub.confirmed_at = datetime(2026, 1, 1, tzinfo=UTC)
+    sub.served_at = when
+    return sub
+
+
+def at(zone: ZoneInfo, *fields: int) -> datetime:
+    return datetime(*fields, tzinfo=zone).astimezone(UTC)
+
+
+def test_a_subscription_never_served_is_due_at_once() -> None:
+    now = at(UTC, 2026, 12, 2, 7)  # a Wednesday
+    assert is_due(served(None), now, UTC, 0)
+    assert is_due(served(None, cadence="daily"), now, UTC, 0)
+
+
+def test_unconfirmed_or_ended_subscriptions_are_never_due() -> None:
+    now = at(UTC, 2026, 12, 2, 7)
+    waiting = served(None)
+    waiting.confirmed_at = None
+    ended = served(None)
+    ended.unsubscribed_at = now - timedelta(days=1)
+
+    assert not is_due(waiting, now, UTC, 0)
+    assert not is_due(ended, now, UTC, 0)
+
+
+def test_a_daily_subscription_is_due_once_per_local_day() -> None:
+    sub = served(at(PARIS_TZ, 2026, 12, 2, 7), cadence="daily")
+
+    assert not is_due(sub, at(PARIS_TZ, 2026, 12, 2, 23, 59), PARIS_TZ, 0)
+    assert is_due(sub, at(PARIS_TZ, 2026, 12, 3, 0, 0), PARIS_TZ, 0)
+    # 23:30 UTC on the 2nd is already the 3rd in Paris, not yet in UTC.
+    assert is_due(sub, at(UTC, 2026, 12, 2, 23, 30), PARIS_TZ, 0)
+    assert not is_due(sub, at(UTC, 2026, 12, 2, 23, 30), UTC, 0)
+
+
+def test_a_weekly_subscription_is_due_from_the_start_of_its_day_in_the_zone() -> None:
+    sub = served(at(TOKYO, 2026, 11, 30, 7))  # Monday in Tokyo
+
+    assert not is_due(sub, at(TOKYO, 2026, 12, 6, 23, 59), TOKYO, 0)  # Sunday
+    assert is_due(sub, at(TOKYO, 2026, 12, 7, 0, 0), TOKYO, 0)  # next Monday, local midnight
+    assert at(TOKYO, 2026, 12, 7, 0, 0) == at(UTC, 2026, 12, 6, 15)  # a Sunday in UTC
+
+
+def test_a_weekly_subscription_keeps_its_own_day_or_the_sites() -> None:
+    monday = at(UTC, 2026, 11, 30, 7)
+    friday = at(UTC, 2026, 12, 4, 7)
+    own = served(monday, weekday=4)  # chose Friday
+    site = served(monday)
+
+    assert is_due(own, friday, UTC, 0)
+    assert not is_due(site, friday, UTC, 0)
+    assert is_due(site, friday, UTC, 4)  # the site moved TRACKER_WEEKLY_DAY to Friday
+
+
+def test_a_missed_day_is_caught_up_once_and_the_week_after_waits_for_its_day() -> None:
+    sub = served(at(UTC, 2026, 11, 23, 7))  # served on a Monday; next Monday's run missed
+    wednesday = at(UTC, 2026, 12, 2, 7)
+
+    assert is_due(sub, wednesday, UTC, 0)
+    sub.served_at = wednesday
+    assert not is_due(sub, at(UTC, 2026, 12, 6, 7), UTC, 0)  # Sunday
+    assert is_due(sub, at(UTC, 2026, 12, 7, 7), UTC, 0)  # Monday again, not next Wednesday
+
+
+@pytest.mark.parametrize("change", [
+    (datetime(2026, 3, 29, 7), datetime(2026, 3, 22, 7)),  # Paris springs forward on the 29th
+    (datetime(2026, 10, 25, 7), datetime(2026, 10, 18, 7)),  # and falls back on the 25th
+])
+def test_a_change_of_clocks_does_not_move_the_day(change: tuple[datetime, datetime]) -> None:
+    sunday, week_before = (moment.replace(tzinfo=PARIS_TZ) for moment in change)
+    sub = served(week_before.astimezone(UTC), weekday=6)  # Sundays
+
+    assert not is_due(sub, (sunday - timedelta(minutes=7 * 60 + 1)).astimezone(UTC), PARIS_TZ, 0)
+    assert is_due(sub, (sunday - timedelta(hours=7)).astimezone(UTC), PARIS_TZ, 0)  # 00:00 local
+    assert not is_due(served(sunday.astimezone(UTC), cadence="daily"),
+                      (sunday + timedelta(hours=16)).astimezone(UTC), PARIS_TZ, 0)  # 23:00 local
+
+
+def test_rows_from_before_served_at_count_from_their_last_digest() -> None:
+    sub = served(None)
+    sub.last_digest_at = datetime(2026, 11, 30, 7)  # naive, as SQLite hands it back: UTC
+
+    assert not is_due(sub, at(UTC, 2026, 12, 6, 23), UTC, 0)
+    assert is_due(sub, at(UTC, 2026, 12, 7, 0), UTC, 0)
 
 
 # --- signed links -------------------------------------------------------------------------------
@@ -547,12 +649,13 @@ def test_subscribing_again_once_confirmed_updates_without_a_second_opt_in(
 
     assert result.output.startswith("Updated: ")
     assert result.output.endswith(" (subtypes dermatomyositis; in United Kingdom; every change; "
-                                  "weekly).\n")
+                                  "weekly (Monday)).\n")
     assert len(confirmation_emails(env)) == 1
     [row] = listed(env)
     assert row["email"] == "pat@example.org"  # one subscription per address, whatever its case
     assert row["confirmed"] is True
-    assert row["filters"] == "subtypes dermatomyositis; in United Kingdom; every change; weekly"
+    assert row["filters"] == ("subtypes dermatomyositis; in United Kingdom; every change; "
+                              "weekly (Monday)")
 
 
 def test_subscribing_again_before_confirming_sends_a_fresh_confirmation(
@@ -577,9 +680,20 @@ def test_the_operator_may_subscribe_someone_already_confirmed(env: dict[str, str
                     "--confirmed")
 
     assert result.output == ("Created: pat@example.org (treatments jak; changes that matter to "
-                             "patients; weekly).\n")
+                             "patients; weekly (Monday)).\n")
     assert confirmation_emails(env) == []
     assert listed(env)[0]["confirmed"] is True
+
+
+def test_a_weekly_subscriber_may_choose_the_day(env: dict[str, str]) -> None:
+    result = invoke(env, "subscribe", "pat@example.org", "--day", "Friday", "--confirmed")
+
+    assert result.output.endswith("; weekly (Friday)).\n")
+    assert only_subscriber(env).weekday == 4
+    assert listed(env)[0]["day"] == "Friday"
+    # The site's day is shown for those who did not choose one.
+    invoke(env, "subscribe", "dr@example.org", "--confirmed")
+    assert listed({**env, "TRACKER_WEEKLY_DAY": "wed"})[0]["day"] == "Wednesday"
 
 
 def test_unsubscribe_ends_a_subscription_once(env: dict[str, str]) -> None:
@@ -612,16 +726,16 @@ def test_subscribers_lists_who_gets_what(env: dict[str, str]) -> None:
     assert re.fullmatch(r"dr@example\.org +awaiting confirmation +no digest yet +treatments "
                         r"jak; every change; daily", lines[0])
     assert re.fullmatch(r"pat@example\.org +confirmed +no digest yet +subtypes ibm; changes "
-                        r"that matter to patients; weekly", lines[1])
+                        r"that matter to patients; weekly \(Monday\)", lines[1])
     every = invoke(env, "subscribers", "--all").output
     assert re.search(r"^gone@example\.org +ended ", every, re.MULTILINE)
     assert listed(env) == [
         {"email": "dr@example.org", "filters": "treatments jak; every change; daily",
-         "confirmed": False, "unsubscribed": False, "cadence": "daily",
+         "confirmed": False, "unsubscribed": False, "cadence": "daily", "day": None,
          "last_digest_at": None},
         {"email": "pat@example.org",
-         "filters": "subtypes ibm; changes that matter to patients; weekly",
-         "confirmed": True, "unsubscribed": False, "cadence": "weekly",
+         "filters": "subtypes ibm; changes that matter to patients; weekly (Monday)",
+         "confirmed": True, "unsubscribed": False, "cadence": "weekly", "day": "Monday",
          "last_digest_at": None},
     ]
 
@@ -640,6 +754,8 @@ def test_an_unknown_subtype_is_refused_with_the_choices(env: dict[str, str]) -> 
     (["--near", "95,4.85"], "latitude must be within -90..90"),
     (["--radius-km", "50"], "--radius-km needs --near LAT,LON"),
     (["--cadence", "hourly"], "'hourly' is not one of 'daily', 'weekly'"),
+    (["--day", "someday"], "'someday' is not a day of the week; give e.g. mon or monday"),
+    (["--cadence", "daily", "--day", "fri"], "--day only applies to weekly digests"),
 ])
 def test_bad_subscription_options_are_refused(env: dict[str, str], args: list[str],
                                               message: str) -> None:

@@ -10,6 +10,7 @@ import click
 
 from tracker import outbox
 from tracker.cli import App, cli
+from tracker.config import parse_weekday
 from tracker.errors import ConfigError
 from tracker.mail import (
     DrainResult,
@@ -20,14 +21,17 @@ from tracker.mail import (
     Transport,
     drain,
 )
-from tracker.notify import prepare_digests, queue_confirmation
+from tracker.models import Subscriber
+from tracker.notify import operator_recipient, prepare_digests, queue_confirmation
 from tracker.store import utcnow
 from tracker.subscribers import (
     CADENCES,
     CHANGE_SETS,
     BadAddress,
     Preferences,
+    day_name,
     describe,
+    digest_weekday,
     normalise_address,
     parse_point,
 )
@@ -52,12 +56,14 @@ from tracker.tokens import read
               help="patient: new trials, recruitment opening or closing, new sites, results, "
                    "early stops; all: every change.")
 @click.option("--cadence", type=click.Choice(CADENCES), default="weekly", show_default=True)
+@click.option("--day", metavar="DAY", help="Weekly digests: the day they go out, e.g. mon or "
+                                           "friday (default TRACKER_WEEKLY_DAY).")
 @click.option("--confirmed", is_flag=True, help="Operator only: skip the confirmation e-mail.")
 @click.pass_obj
 def subscribe_command(app: App, email: str, subtypes: tuple[str, ...],
                       therapies: tuple[str, ...], countries: tuple[str, ...], near: str | None,
                       radius_km: float | None, children: bool, recruiting_only: bool,
-                      changes: str, cadence: str, confirmed: bool) -> None:
+                      changes: str, cadence: str, day: str | None, confirmed: bool) -> None:
     """Subscribe EMAIL to digests; a confirmation e-mail is sent first (double opt-in)."""
     address = normalise_address(email)
     where = app.study_filter(subtypes, therapies, False, children, countries)
@@ -67,14 +73,16 @@ def subscribe_command(app: App, email: str, subtypes: tuple[str, ...],
         point = parse_point(near) if near else None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--near") from None
+    weekday = _weekday(day, cadence)
     if not confirmed:
         app.settings.require_secret()
     preferences = Preferences(where.subtypes, where.therapies, where.countries, point,
-                              radius_km, children, recruiting_only, changes, cadence)
+                              radius_km, children, recruiting_only, changes, cadence, weekday)
     now = utcnow()
     subscriber, outcome = outbox.subscribe(app.store, address, preferences, confirmed=confirmed,
                                            now=now)
-    click.echo(f"{outcome.capitalize()}: {address} ({describe(subscriber)}).")
+    click.echo(f"{outcome.capitalize()}: {address} "
+               f"({describe(subscriber, app.settings.weekly_day)}).")
     if subscriber.confirmed_at is not None:
         return
     message_id = queue_confirmation(app.settings, app.store, subscriber, now)
@@ -95,6 +103,18 @@ def subscribe_command(app: App, email: str, subtypes: tuple[str, ...],
         click.echo("warning: the confirmation e-mail is queued, not yet sent ("
                    + ("; ".join(e for e in result.errors if e) or "see 'tracker outbox'")
                    + "); 'tracker digest' will retry it.", err=True)
+
+
+def _weekday(day: str | None, cadence: str) -> int | None:
+    if day is None:
+        return None
+    if cadence != "weekly":
+        raise click.BadParameter("--day only applies to weekly digests", param_hint="--day")
+    try:
+        return parse_weekday(day)
+    except ValueError:
+        raise click.BadParameter(f"{day!r} is not a day of the week; give e.g. mon or monday",
+                                 param_hint="--day") from None
 
 
 @cli.command("confirm")
@@ -131,10 +151,13 @@ def unsubscribe_command(app: App, email: str) -> None:
 def subscribers_command(app: App, include_ended: bool, as_json: bool) -> None:
     """List subscribers, their filters and state."""
     rows = outbox.subscribers(app.store, include_ended)
+    weekly_day = app.settings.weekly_day
     if as_json:
         click.echo(json.dumps([{
-            "email": s.email, "filters": describe(s), "confirmed": s.confirmed_at is not None,
+            "email": s.email, "filters": describe(s, weekly_day),
+            "confirmed": s.confirmed_at is not None,
             "unsubscribed": s.unsubscribed_at is not None, "cadence": s.cadence,
+            "day": _day(s, weekly_day),
             "last_digest_at": s.last_digest_at.isoformat() if s.last_digest_at else None,
         } for s in rows], indent=2))
         return
@@ -145,7 +168,12 @@ def subscribers_command(app: App, include_ended: bool, as_json: bool) -> None:
         state = "ended" if s.unsubscribed_at else (
             "confirmed" if s.confirmed_at else "awaiting confirmation")
         last = f"last digest {s.last_digest_at:%Y-%m-%d}" if s.last_digest_at else "no digest yet"
-        click.echo(f"{s.email:<36} {state:<22} {last:<24} {describe(s)}")
+        click.echo(f"{s.email:<36} {state:<22} {last:<24} {describe(s, weekly_day)}")
+
+
+def _day(subscriber: Subscriber, weekly_day: int) -> str | None:
+    day = digest_weekday(subscriber, weekly_day)
+    return None if day is None else day_name(day)
 
 
 @cli.command("digest")
@@ -158,8 +186,8 @@ def digest_command(app: App, mode: str | None, folder: Path | None, dry_run: boo
     """Queue the digests that are due and deliver everything queued.
 
     Without --send or --write, digests are sent if SMTP is configured and written to
-    TRACKER_DIGEST_DIR otherwise. In file mode an operator digest of every change is
-    written too.
+    TRACKER_DIGEST_DIR otherwise. An operator digest of every change is written too, or
+    mailed to TRACKER_ADMIN_EMAIL when sending.
     """
     if mode == "send" and folder:
         raise click.BadParameter("choose --send or --write, not both")
@@ -167,7 +195,8 @@ def digest_command(app: App, mode: str | None, folder: Path | None, dry_run: boo
         raise ConfigError("--send needs TRACKER_SMTP_HOST (and usually TRACKER_SMTP_USER and "
                           "TRACKER_SMTP_PASSWORD); see config.example.env.")
     to_files = folder is not None or (mode is None and not app.settings.smtp_configured)
-    result = prepare_digests(app.settings, app.store, utcnow(), operator=to_files,
+    result = prepare_digests(app.settings, app.store, utcnow(),
+                             operator=operator_recipient(app.settings, to_files=to_files),
                              dry_run=dry_run)
     for planned in result.planned:
         verb = "would get" if dry_run else "queued for"

@@ -163,7 +163,7 @@ def _schedule_settings(get: Callable[..., Any]) -> dict[str, Any]:
         "sync_schedule": get("TRACKER_SYNC_SCHEDULE", cron, "0 */6 * * *", hint),
         "digest_schedule": get("TRACKER_DIGEST_SCHEDULE", cron, "0 7 * * *", hint),
         "report_schedule": get("TRACKER_REPORT_SCHEDULE", cron, "0 6 * * mon", hint),
-        "weekly_day": get("TRACKER_WEEKLY_DAY", _weekday, 0,
+        "weekly_day": get("TRACKER_WEEKLY_DAY", parse_weekday, 0,
                           "give a day of the week, e.g. monday or mon"),
         "report_dir": get("TRACKER_REPORT_DIR", Path, Path("reports"), "give a folder path"),
         "admin_email": get("TRACKER_ADMIN_EMAIL", _address, None,
@@ -192,7 +192,8 @@ def _cron(timezone: ZoneInfo) -> Callable[[str], str]:
     return parse
 
 
-def _weekday(raw: str) -> int:
+def parse_weekday(raw: str) -> int:
+    """"monday", "Mon" -> 0 ... "sunday", "sun" -> 6; ValueError for anything else."""
     value = raw.strip().lower()
     for number, name in enumerate(WEEKDAYS):
         if value in (name, name[:3]):

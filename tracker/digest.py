@@ -147,14 +147,16 @@ class Renderer:
             "trials": [_trial_context(t) for t in digest.trials],
             "freshness": freshness.sentence(),
             "stale_warning": freshness.warning(),
-            "filters": describe(digest.subscriber) if digest.subscriber else None,
+            "filters": describe(digest.subscriber, self.settings.weekly_day)
+            if digest.subscriber else None,
             "unsubscribe_url": unsubscribe_url,
         }
         return (self.env.get_template("digest.txt").render(context),
                 self.env.get_template("digest.html").render(context))
 
     def confirmation(self, subscriber: Subscriber, confirm_url: str) -> tuple[str, str]:
-        context = {"cadence": subscriber.cadence, "filters": describe(subscriber),
+        context = {"cadence": subscriber.cadence,
+                   "filters": describe(subscriber, self.settings.weekly_day),
                    "confirm_url": confirm_url, "days": self.settings.confirm_days}
         return (self.env.get_template("confirm.txt").render(context),
                 self.env.get_template("confirm.html").render(context))

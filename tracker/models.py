@@ -146,6 +146,11 @@ class Subscriber(SQLModel, table=True):
     unsubscribed_at: datetime | None = None
     last_event_id: int = 0
     last_digest_at: datetime | None = None
+    # Weekly digests go out on this day (0 = Monday); None means the site's TRACKER_WEEKLY_DAY.
+    weekday: int | None = None
+    # The last time a digest run found this subscriber due and dealt with them: queued a
+    # digest, or found nothing for them. The due rule counts from here (see subscribers.is_due).
+    served_at: datetime | None = None
 
 
 class OutboxMessage(SQLModel, table=True):

@@ -10,7 +10,7 @@ hands of a process that died, so its outcome is unknown and it is not sent again
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -25,8 +25,6 @@ from tracker.tokens import BadToken, Token
 SUBSCRIBER = Subscriber.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 USED = UsedToken.__table__  # type: ignore[attr-defined]
-DUE_SLACK = timedelta(hours=1)  # a daily digest at 08:00 is due again at 07:00 tomorrow
-PERIOD = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
 
 
 class WindowMoved(TrackerError):
@@ -49,7 +47,7 @@ def subscribe(store: Store, email: str, preferences: Preferences, *, confirmed: 
             outcome = "created"
         elif row["unsubscribed_at"] is not None:
             values.update(unsubscribed_at=None, last_event_id=newest, last_digest_at=None,
-                          confirmed_at=now if confirmed else None)
+                          served_at=None, confirmed_at=now if confirmed else None)
             conn.execute(update(SUBSCRIBER).where(SUBSCRIBER.c.id == row["id"]).values(**values))
             outcome = "resubscribed"
         else:
@@ -116,15 +114,6 @@ def subscribers(store: Store, include_ended: bool = False) -> list[Subscriber]:
         return [Subscriber(**row) for row in conn.execute(query).mappings()]
 
 
-def is_due(subscriber: Subscriber, now: datetime) -> bool:
-    if subscriber.confirmed_at is None or subscriber.unsubscribed_at is not None:
-        return False
-    last = subscriber.last_digest_at
-    if last is None:
-        return True
-    return now - last >= PERIOD[subscriber.cadence] - DUE_SLACK
-
-
 def events_after(store: Store, after_id: int) -> list[ChangeEvent]:
     with store.engine.connect() as conn:
         rows = conn.execute(select(EVENT).where(EVENT.c.id > after_id).order_by(EVENT.c.id))
@@ -144,15 +133,16 @@ def operator_window(store: Store) -> int:
 
 def queue(store: Store, message: dict[str, Any], *, subscriber: Subscriber | None = None,
           window_end: int | None = None, now: datetime | None = None) -> int | None:
-    """Queue one message; for a digest, advance the subscriber's window in the same
-    transaction. Returns the outbox id, or None if this exact message was queued before."""
+    """Queue one message; for a digest, advance the subscriber's window and record them as
+    served at `now` in the same transaction. Returns the outbox id, or None if this exact
+    message was queued before. WindowMoved if another run advanced the window first."""
     now = now or utcnow()
     with store.engine.begin() as conn:
         if subscriber is not None and window_end is not None:
             moved = conn.execute(update(SUBSCRIBER).where(
                 SUBSCRIBER.c.id == subscriber.id,
                 SUBSCRIBER.c.last_event_id == subscriber.last_event_id)
-                .values(last_event_id=window_end, last_digest_at=now))
+                .values(last_event_id=window_end, last_digest_at=now, served_at=now))
             if not moved.rowcount:
                 raise WindowMoved(f"{subscriber.email}'s digest was queued by another run.")
         exists = conn.execute(select(OUTBOX.c.id).where(
@@ -165,13 +155,19 @@ def queue(store: Store, message: dict[str, Any], *, subscriber: Subscriber | Non
         return int(key[0]) if key else None
 
 
-def skip_window(store: Store, subscriber: Subscriber, window_end: int) -> None:
-    """Nothing matched: move the window past these changes without sending anything."""
+def skip_window(store: Store, subscriber: Subscriber, window_end: int, now: datetime) -> bool:
+    """Nothing to send: record the subscriber as served at `now` and move the window to
+    `window_end` (past the changes that matched nothing; where it was if there were none).
+
+    Guarded like `queue`: if another run moved the window first, nothing is written (that run
+    served them) and the result is False.
+    """
     with store.engine.begin() as conn:
-        conn.execute(update(SUBSCRIBER).where(
+        moved = conn.execute(update(SUBSCRIBER).where(
             SUBSCRIBER.c.id == subscriber.id,
             SUBSCRIBER.c.last_event_id == subscriber.last_event_id)
-            .values(last_event_id=window_end))
+            .values(last_event_id=window_end, served_at=now))
+    return bool(moved.rowcount)
 
 
 def recover_interrupted(store: Store) -> int:

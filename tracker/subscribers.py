@@ -1,7 +1,8 @@
-"""Who wants which changes: address checks, preferences, and the pure matching rules.
+"""Who wants which changes, and when: address checks, preferences, and the pure rules.
 
 `wants(subscriber, study, event)` decides whether one change belongs in one subscriber's
-digest; it reads only stored values, so it can be tested without a database.
+digest, and `is_due(subscriber, now, timezone, weekly_day)` whether a digest run at `now`
+serves them; both read only stored values, so they can be tested without a database.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from email_validator import EmailNotValidError, validate_email
 
+from tracker.config import WEEKDAYS
 from tracker.errors import TrackerError
 from tracker.models import ChangeEvent, Study, Subscriber
 
@@ -54,6 +57,7 @@ class Preferences:
     recruiting_only: bool = False
     changes: str = "patient"
     cadence: str = "weekly"
+    weekday: int | None = None  # weekly only; None: the site's TRACKER_WEEKLY_DAY
 
     def columns(self) -> dict[str, object]:
         return {
@@ -67,6 +71,7 @@ class Preferences:
             "recruiting_only": self.recruiting_only,
             "changes": self.changes,
             "cadence": self.cadence,
+            "weekday": self.weekday if self.cadence == "weekly" else None,
         }
 
 
@@ -126,6 +131,51 @@ def wants(subscriber: Subscriber, study: Study | None, event: ChangeEvent) -> bo
     return True
 
 
+def is_due(subscriber: Subscriber, now: datetime, timezone: tzinfo, weekly_day: int) -> bool:
+    """Whether a digest run at `now` should serve this subscriber.
+
+    Days are local days in `timezone` (TRACKER_TIMEZONE), compared as dates, so a change of
+    clocks never moves a digest to another day. A daily subscriber is due once per local day;
+    a weekly one once the start of their weekday (their own, else `weekly_day`) has passed
+    since they were last served. A run that missed that day serves them at the next run, and
+    the one after waits for the following week. Served means `served_at`, or for rows from
+    before it existed `last_digest_at`; never served means due now. An unconfirmed or ended
+    subscription is never due.
+    """
+    if subscriber.confirmed_at is None or subscriber.unsubscribed_at is not None:
+        return False
+    served = subscriber.served_at or subscriber.last_digest_at
+    if served is None:
+        return True
+    return local_date(served, timezone) < due_date(subscriber, now, timezone, weekly_day)
+
+
+def due_date(subscriber: Subscriber, now: datetime, timezone: tzinfo, weekly_day: int) -> date:
+    """The local date of the latest day, at or before `now`, on which this subscriber's
+    digest falls: today for a daily digest, the latest of their weekday for a weekly one."""
+    today = local_date(now, timezone)
+    day = digest_weekday(subscriber, weekly_day)
+    if day is None:
+        return today
+    return today - timedelta(days=(today.weekday() - day) % 7)
+
+
+def digest_weekday(subscriber: Subscriber, weekly_day: int | None) -> int | None:
+    """The day (0 = Monday) a weekly subscriber's digest goes out; None for a daily one, or
+    when the subscriber keeps the site's day and `weekly_day` is not given."""
+    if subscriber.cadence == "daily":
+        return None
+    return weekly_day if subscriber.weekday is None else subscriber.weekday
+
+
+def local_date(moment: datetime, timezone: tzinfo) -> date:
+    """The date at `moment` in `timezone`; a naive datetime (as some databases return stored
+    ones) is read as UTC, as everything is stored."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(timezone).date()
+
+
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance (haversine)."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
@@ -134,8 +184,12 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
-def describe(subscriber: Subscriber) -> str:
-    """The subscription's filters in a few words, for lists and the digest footer."""
+def describe(subscriber: Subscriber, weekly_day: int | None = None) -> str:
+    """The subscription's filters and cadence in a few words, for lists and the digest footer.
+
+    A weekly subscription names its day, e.g. "weekly (Monday)": its own day, else
+    `weekly_day` (the site's) when given.
+    """
     parts = []
     if subscriber.subtypes:
         parts.append("subtypes " + subscriber.subtypes.replace("|", ", "))
@@ -153,7 +207,18 @@ def describe(subscriber: Subscriber) -> str:
     scope = "; ".join(parts) or "all myositis trials"
     changes = "changes that matter to patients" if subscriber.changes == "patient" \
         else "every change"
-    return f"{scope}; {changes}; {subscriber.cadence}"
+    return f"{scope}; {changes}; {cadence_label(subscriber, weekly_day)}"
+
+
+def cadence_label(subscriber: Subscriber, weekly_day: int | None = None) -> str:
+    """"daily", "weekly", or "weekly (Friday)" when the day is known (see `describe`)."""
+    day = digest_weekday(subscriber, weekly_day)
+    return subscriber.cadence if day is None else f"{subscriber.cadence} ({day_name(day)})"
+
+
+def day_name(weekday: int) -> str:
+    """0 -> "Monday" ... 6 -> "Sunday"."""
+    return WEEKDAYS[weekday].capitalize()
 
 
 def _overlap(wanted: str, have: str | None) -> bool:
