@@ -168,7 +168,7 @@ def test_a_queued_digest_is_delivered_once_as_a_real_multipart_email_and_marked_
         mail_settings: Settings, store: Store, client: CtGovClient, registry: Registry,
         mailbox: Mailbox, backoff: Sleeps) -> None:
     make_digests_due(mail_settings, store, client, registry, everyone("ana@example.org"))
-    prepared = notify.prepare_digests(mail_settings, store, utcnow(), operator=False)
+    prepared = notify.prepare_digests(mail_settings, store, utcnow(), operator=None)
     [planned] = prepared.planned
     assert planned.outbox_id is not None
 
@@ -429,11 +429,12 @@ def test_killing_digest_send_mid_batch_loses_and_duplicates_nothing(
         listed = run_tracker(env, "outbox", "--json", cwd=tmp_path)
         assert listed.returncode == 0, listed.stderr
 
-        # A subscriber's window moves on only with its digest, so the next day's run, with
+        # A subscriber's window moves on only with its digest, so the next week's run, with
         # every subscriber due again, finds nothing new for anyone and queues nothing.
+        week_ago = utcnow() - timedelta(days=8)
         with store.engine.begin() as conn:
-            conn.execute(update(outbox.SUBSCRIBER).values(
-                last_digest_at=utcnow() - timedelta(days=2)))
+            conn.execute(update(outbox.SUBSCRIBER).values(last_digest_at=week_ago,
+                                                          served_at=week_ago))
         next_day = run_tracker(env, "digest", "--send", cwd=tmp_path)
 
         assert next_day.returncode == 0, next_day.stderr
@@ -602,11 +603,13 @@ def test_a_second_drain_is_refused_by_the_send_lock_while_one_runs(
     assert len(mailbox.handed_over) == 1 and mailbox.connections == 1
 
 
-def test_operator_digests_are_files_never_smtp_messages(
+def test_a_file_mode_operator_digest_is_never_an_smtp_message(
         mail_settings: Settings, store: Store, client: CtGovClient, registry: Registry,
         mailbox: Mailbox, backoff: Sleeps, tmp_path: Path) -> None:
     make_digests_due(mail_settings, store, client, registry, {})
-    result = notify.prepare_digests(mail_settings, store, utcnow(), operator=True)
+    result = notify.prepare_digests(mail_settings, store, utcnow(),
+                                    operator=notify.operator_recipient(mail_settings,
+                                                                       to_files=True))
     [operator] = [p for p in result.planned if p.kind == "operator"]
 
     by_smtp = drain(store, SmtpTransport(mail_settings), sleep=backoff)
@@ -616,3 +619,24 @@ def test_operator_digests_are_files_never_smtp_messages(
     assert as_files.sent == 1
     assert message(store, operator.outbox_id).status == "sent"
     assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".eml", ".html", ".txt"]
+
+
+def test_when_mailing_the_operator_digest_goes_to_the_admin_address(
+        mail_settings: Settings, store: Store, client: CtGovClient, registry: Registry,
+        mailbox: Mailbox, backoff: Sleeps) -> None:
+    admin = dataclasses.replace(mail_settings, admin_email="ops@example.org")
+    make_digests_due(admin, store, client, registry, {})
+    assert notify.operator_recipient(mail_settings, to_files=False) is None  # no address: none
+
+    result = notify.prepare_digests(admin, store, utcnow(),
+                                    operator=notify.operator_recipient(admin, to_files=False))
+    delivered = drain(store, SmtpTransport(admin), sleep=backoff)
+
+    [operator] = [p for p in result.planned if p.kind == "operator"]
+    assert operator.recipient == "ops@example.org" and operator.changes >= len(CHANGED)
+    assert delivered.sent == 1
+    [received] = mailbox.accepted
+    assert received.rcpt_tos == ("ops@example.org",)
+    assert received.message["To"] == "ops@example.org"
+    assert received.message["Subject"].startswith("Myositis trials: ")
+    assert received.message["List-Unsubscribe"] is None

@@ -22,7 +22,7 @@ from tracker.ctgov import CtGovClient
 from tracker.errors import LockBusy, Stopped, TrackerError
 from tracker.mail import drain, transport_for
 from tracker.models import SyncRun
-from tracker.notify import prepare_digests
+from tracker.notify import operator_recipient, prepare_digests
 from tracker.store import Store, utcnow
 from tracker.sync import SyncResult, sync
 from tracker.tags import Tagger
@@ -66,8 +66,9 @@ class Jobs:
 
     def digests(self) -> Outcome:
         now = self.clock()
+        to_files = not self.settings.smtp_configured
         planned = prepare_digests(self.settings, self.store, now,
-                                  operator=not self.settings.smtp_configured)
+                                  operator=operator_recipient(self.settings, to_files=to_files))
         for error in planned.errors:
             self.warn(error)
         delivered = drain(self.store, transport_for(self.settings), stop=self.stop)

@@ -96,8 +96,7 @@ class SmtpTransport:
     settings: Settings
     connection: Any = None
     tls_context: ssl.SSLContext | None = None  # default: the system's trusted certificates
-    # Operator digests are files (a mail-server address for them comes with the scheduler).
-    kinds: tuple[str, ...] | None = ("digest", "confirm", "alert")
+    kinds: tuple[str, ...] | None = ("digest", "confirm", "alert", "operator")
 
     def ensure_open(self) -> None:
         if self.connection is None:
@@ -208,6 +207,14 @@ class DrainResult:
     errors: list[str] = field(default_factory=list)
 
 
+def _carries(transport: Transport, message: OutboxMessage) -> bool:
+    """File transports take everything; a mail server only messages with an address (a
+    file-mode operator digest, addressed to "operator", stays a file)."""
+    if transport.kinds is None:
+        return True
+    return message.kind in transport.kinds and "@" in message.recipient
+
+
 def drain(store: Store, transport: Transport, *, ids: list[int] | None = None,
           sleep: Callable[[float], None] = time.sleep,
           on_progress: Callable[[int, int], None] | None = None,
@@ -217,8 +224,7 @@ def drain(store: Store, transport: Transport, *, ids: list[int] | None = None,
     result = DrainResult()
     with named_lock(store, "send"):
         result.recovered = recover_interrupted(store)
-        pending = [m for m in queued(store, ids)
-                   if transport.kinds is None or m.kind in transport.kinds]
+        pending = [m for m in queued(store, ids) if _carries(transport, m)]
         if not pending:
             return result
         transport.open()

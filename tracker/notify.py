@@ -1,5 +1,5 @@
-"""The notify job: for each subscriber whose cadence is due, queue a digest of the changes
-since their last one; then the sender delivers the outbox.
+"""The notify job: for each subscriber whose day has come (`subscribers.is_due`), queue a
+digest of the changes since their last one; then the sender delivers the outbox.
 
 Queueing and advancing the window happen in one transaction per subscriber (see outbox), so
 a crash between subscribers loses nothing and a rerun never queues the same digest twice.
@@ -16,8 +16,11 @@ from tracker import outbox
 from tracker.config import Settings
 from tracker.models import Study, Subscriber
 from tracker.store import Store, utcnow
+from tracker.subscribers import is_due
 from tracker.tokens import make
 from tracker.views import failed_since
+
+OPERATOR = "operator"  # the recipient of a file-mode operator digest: its file names
 
 
 @dataclass
@@ -54,21 +57,37 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator: bool,
+def operator_recipient(settings: Settings, *, to_files: bool) -> str | None:
+    """Who gets the digest of every change: a file named "operator" when digests are
+    written, TRACKER_ADMIN_EMAIL when they are mailed, nobody if that is not set."""
+    return OPERATOR if to_files else settings.admin_email
+
+
+def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator: str | None,
                     dry_run: bool = False) -> NotifyResult:
-    """Queue (or, with dry_run, only plan) every due digest."""
+    """Queue (or, with dry_run, only plan) every due digest, and the operator's digest of
+    every change for `operator` (see `operator_recipient`) unless that is None.
+
+    Due is judged in TRACKER_TIMEZONE, weekly digests on TRACKER_WEEKLY_DAY unless the
+    subscriber chose a day. A due subscriber is recorded as served whether a digest was
+    queued or nothing was new for them; a dry run records nothing.
+    """
     result = NotifyResult()
     renderer = render.Renderer(settings)
     fresh = freshness(store, now)
-    newest = outbox.newest_event_id(store)
-    secret = settings.require_secret() if not dry_run else (settings.secret_key or "dry-run")
+    due = []
     for subscriber in outbox.subscribers(store):
-        if not outbox.is_due(subscriber, now):
+        if is_due(subscriber, now, settings.timezone, settings.weekly_day):
+            due.append(subscriber)
+        else:
             result.not_due += subscriber.confirmed_at is not None
-            continue
+    # Only digests carry signed links: a site with no one due needs no key yet.
+    secret = settings.require_secret() if due and not dry_run \
+        else (settings.secret_key or "dry-run")
+    for subscriber in due:
         try:
             planned = _subscriber_digest(settings, store, renderer, fresh, subscriber, secret,
-                                         now, newest, dry_run)
+                                         now, dry_run)
         except outbox.WindowMoved as error:
             result.errors.append(str(error))
             continue
@@ -77,7 +96,7 @@ def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator
         else:
             result.planned.append(planned)
     if operator:
-        planned = _operator_digest(settings, store, renderer, fresh, now, dry_run)
+        planned = _operator_digest(settings, store, renderer, fresh, operator, now, dry_run)
         if planned:
             result.planned.append(planned)
     return result
@@ -85,13 +104,15 @@ def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator
 
 def _subscriber_digest(settings: Settings, store: Store, renderer: render.Renderer,
                        fresh: render.Freshness, subscriber: Subscriber, secret: str,
-                       now: datetime, newest: int, dry_run: bool) -> Planned | None:
+                       now: datetime, dry_run: bool) -> Planned | None:
     events = outbox.events_after(store, subscriber.last_event_id)
     studies = store.studies(e.nct_id for e in events)
     digest = render.plan(subscriber, events, studies)
     if digest is None:
-        if events and not dry_run:
-            outbox.skip_window(store, subscriber, newest)
+        if not dry_run:
+            # Served even so: a change arriving later waits for their next day.
+            window_end = max((e.id or 0 for e in events), default=subscriber.last_event_id)
+            outbox.skip_window(store, subscriber, window_end, now)
         return None
     assert subscriber.id is not None
     token = make(secret, "unsubscribe", subscriber.id, subscriber.email)
@@ -117,11 +138,11 @@ def _subscriber_digest(settings: Settings, store: Store, renderer: render.Render
 
 
 def _operator_digest(settings: Settings, store: Store, renderer: render.Renderer,
-                     fresh: render.Freshness, now: datetime, dry_run: bool) -> Planned | None:
+                     fresh: render.Freshness, recipient: str, now: datetime, dry_run: bool
+                     ) -> Planned | None:
     start = outbox.operator_window(store)
     events = outbox.events_after(store, start)
     studies: dict[str, Study] = store.studies(e.nct_id for e in events)
-    recipient = "operator"
     digest = render.plan_operator(recipient, events, studies)
     if digest is None:
         return None
@@ -131,7 +152,8 @@ def _operator_digest(settings: Settings, store: Store, renderer: render.Renderer
         return planned
     text, html = renderer.digest(digest, fresh, None)
     message_id = render.message_id(settings, "operator", start, digest.window_end)
-    msg = render.message(settings, recipient=_operator_address(settings), subject_line=subject,
+    address = _operator_address(settings) if recipient == OPERATOR else recipient
+    msg = render.message(settings, recipient=address, subject_line=subject,
                          text=text, html=html, message_id=message_id, now=now)
     planned.outbox_id = outbox.queue(store, {
         "kind": "operator", "recipient": recipient, "subject": subject,
