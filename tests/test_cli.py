@@ -260,7 +260,7 @@ def test_readme_starts_with_the_install_and_test_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv")]
-    assert commands[0].endswith("tracker sync")
+    assert commands[0].endswith("tracker run")  # the main job, on the embedded default
     assert commands[1] in ci  # CI runs exactly the README's test command
 
 

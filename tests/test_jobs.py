@@ -17,6 +17,7 @@ from tests.fakeapi import Registry
 from tests.smtp import Mailbox, smtp_server
 from tracker import outbox
 from tracker.config import Settings
+from tracker.errors import ConfigError
 from tracker.jobs import Jobs
 from tracker.lock import named_lock
 from tracker.store import Store, utcnow
@@ -195,6 +196,21 @@ def test_digests_say_the_data_may_be_stale_after_failed_syncs(
     assert digest.status == "sent"
     assert "the last 2 attempts to update from ClinicalTrials.gov failed" in digest.text_body
     assert "Now recruiting" in digest.text_body
+
+
+def test_the_digest_job_needs_a_secret_key_only_once_someone_is_due(
+        job_settings: Settings, store: Store) -> None:
+    keyless = Jobs(dataclasses.replace(job_settings, secret_key=None), store, TAGGER)
+    keyless.sync()
+
+    alone = keyless.digests()  # a fresh site: nobody has subscribed yet
+
+    assert alone.status == "ok"
+    assert alone.summary.startswith("0 digest(s) queued, 0 with nothing new, 0 not due")
+    outbox.subscribe(store, "pat@example.org", Preferences(), confirmed=True, now=utcnow())
+    with pytest.raises(ConfigError, match="TRACKER_SECRET_KEY is not set"):
+        keyless.digests()
+    assert outbox.find(store, "pat@example.org").served_at is None  # still due
 
 
 def test_the_report_job_writes_the_last_complete_week_of_the_configured_zone(
