@@ -89,10 +89,11 @@ def build_scheduler(settings: Settings, run: Callable[[str], object], *,
         job_defaults={"coalesce": True, "max_instances": 1},
     )
     for order, (job, trigger) in enumerate(triggers(settings).items()):
-        extra = {"next_run_time": now + timedelta(seconds=order)} if job in catch_up else {}
+        first = now + timedelta(seconds=order) if job in catch_up \
+            else trigger.get_next_fire_time(None, now)
         scheduler.add_job(run, trigger, args=[job], id=job, name=job, coalesce=True,
                           max_instances=1, misfire_grace_time=GRACE[job],
-                          replace_existing=True, **extra)
+                          replace_existing=True, next_run_time=first)
     return scheduler
 
 
