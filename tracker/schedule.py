@@ -154,15 +154,17 @@ def run(settings: Settings, store: Store, jobs: Jobs, log: logging.Logger) -> bo
 
         runner = Runner(jobs, store, log, next_run)
         scheduler = build_scheduler(settings, runner, catch_up=late, now=now)
-        scheduler.start()
+        scheduler.start(paused=True)  # the plan is logged before anything runs
         log.info("Scheduler started; times in %s. Stop with SIGTERM or Ctrl-C.",
                  settings.timezone.key)
         for job in JOB_IDS:
             log.info("  %-8s %-16s next %s", job, getattr(settings, SCHEDULES[job]),
-                     when(next_run(job), settings.timezone))
+                     "now (catching up)" if job in late
+                     else when(next_run(job), settings.timezone))
         if late:
             log.info("Catching up now: %s (their schedule fired since they last ran).",
                      ", ".join(late))
+        scheduler.resume()
         while not stop.wait(1.0):
             pass
         scheduler.shutdown(wait=False)
