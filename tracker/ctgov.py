@@ -197,7 +197,8 @@ class CtGovClient:
                 self.on_retry(f"{what}: {problem}; retrying in {delay:.0f}s")
             self._wait(delay)
         raise RetriesExhausted(
-            f"Could not fetch {what} from {self.settings.base_url} after {attempts} attempts "
+            f"Could not fetch {what} from {self.settings.base_url} after {attempts} "
+            f"attempt{'s' if attempts != 1 else ''} "
             f"(last: {problem}). Nothing was changed."
         )
 

@@ -62,7 +62,9 @@ class Jobs:
             return Outcome("failed", str(error) + note)
         finally:
             client.close()
-        return Outcome("ok", sync_summary(result) + self._after_success(result))
+        told = self._after_success(result)
+        return Outcome("ok", sync_summary(result).rstrip(".") + told if told
+                       else sync_summary(result))
 
     def digests(self) -> Outcome:
         now = self.clock()
