@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from tracker.config import Settings, redact_url
 from tracker.ctgov import CtGovClient
 from tracker.diff import KINDS
 from tracker.errors import NotFound, TrackerError
-from tracker.store import Store, StudyFilter, utcnow
+from tracker.store import Store, StudyFilter, as_utc, utcnow
 from tracker.sync import sync
 from tracker.tags import Tagger, load_vocabulary
 
@@ -437,12 +437,9 @@ def _scheduler_info(app: App) -> dict[str, Any]:
 
 def _short(iso: str | None, zone: tzinfo) -> str:
     """An ISO time in the schedule's zone, '2026-11-23 06:00 CET'; 'never' for None."""
-    if not iso:
-        return "never"
-    moment = datetime.fromisoformat(iso)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M %Z}"
+    from tracker.schedule import when
+
+    return when(datetime.fromisoformat(iso), zone) if iso else "never"
 
 
 def _mail_counts(store: Store) -> dict[str, int]:
@@ -504,7 +501,7 @@ def _parse_since(value: str) -> datetime:
     except ValueError:
         raise click.BadParameter("use a date like 2026-11-01 or a number of days like 7d",
                                  param_hint="--since") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return as_utc(parsed)
 
 
 def _nct(value: str) -> str:

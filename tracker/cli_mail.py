@@ -21,7 +21,6 @@ from tracker.mail import (
     Transport,
     drain,
 )
-from tracker.models import Subscriber
 from tracker.notify import operator_recipient, prepare_digests, queue_confirmation
 from tracker.store import utcnow
 from tracker.subscribers import (
@@ -29,9 +28,8 @@ from tracker.subscribers import (
     CHANGE_SETS,
     BadAddress,
     Preferences,
-    day_name,
     describe,
-    digest_weekday,
+    digest_day_name,
     normalise_address,
     parse_point,
 )
@@ -157,7 +155,7 @@ def subscribers_command(app: App, include_ended: bool, as_json: bool) -> None:
             "email": s.email, "filters": describe(s, weekly_day),
             "confirmed": s.confirmed_at is not None,
             "unsubscribed": s.unsubscribed_at is not None, "cadence": s.cadence,
-            "day": _day(s, weekly_day),
+            "day": digest_day_name(s, weekly_day),
             "last_digest_at": s.last_digest_at.isoformat() if s.last_digest_at else None,
         } for s in rows], indent=2))
         return
@@ -169,11 +167,6 @@ def subscribers_command(app: App, include_ended: bool, as_json: bool) -> None:
             "confirmed" if s.confirmed_at else "awaiting confirmation")
         last = f"last digest {s.last_digest_at:%Y-%m-%d}" if s.last_digest_at else "no digest yet"
         click.echo(f"{s.email:<36} {state:<22} {last:<24} {describe(s, weekly_day)}")
-
-
-def _day(subscriber: Subscriber, weekly_day: int) -> str | None:
-    day = digest_weekday(subscriber, weekly_day)
-    return None if day is None else day_name(day)
 
 
 @cli.command("digest")

@@ -23,7 +23,7 @@ from tracker.errors import LockBusy, Stopped, TrackerError
 from tracker.mail import drain, transport_for
 from tracker.models import SyncRun
 from tracker.notify import operator_recipient, prepare_digests
-from tracker.store import Store, utcnow
+from tracker.store import Store, as_utc, utcnow
 from tracker.sync import SyncResult, sync
 from tracker.tags import Tagger
 from tracker.views import sync_summary
@@ -62,9 +62,8 @@ class Jobs:
             return Outcome("failed", str(error) + note)
         finally:
             client.close()
-        told = self._after_success(result)
-        return Outcome("ok", sync_summary(result).rstrip(".") + told if told
-                       else sync_summary(result))
+        summary, told = sync_summary(result), self._after_success(result)
+        return Outcome("ok", summary.rstrip(".") + told if told else summary)
 
     def digests(self) -> Outcome:
         now = self.clock()
@@ -170,5 +169,4 @@ def recovered_alert(streak: list[SyncRun], result: SyncResult,
 def _when(moment: datetime | None) -> str:
     if moment is None:
         return "an unknown time"
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return f"{aware.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    return f"{as_utc(moment).astimezone(UTC):%Y-%m-%d %H:%M} UTC"

@@ -9,13 +9,13 @@ One subscriber's failure is recorded and the run goes on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from tracker import digest as render
 from tracker import outbox
 from tracker.config import Settings
 from tracker.models import Study, Subscriber
-from tracker.store import Store, utcnow
+from tracker.store import Store, as_utc, utcnow
 from tracker.subscribers import is_due
 from tracker.tokens import make
 from tracker.views import failed_since
@@ -45,16 +45,11 @@ def freshness(store: Store, now: datetime | None = None) -> render.Freshness:
     ok = store.last_run("ok", "skipped")
     failed = store.last_run("failed")
     streak = store.failures_before()
-    last_success = _aware(ok.finished_at) if ok and ok.finished_at else None
+    last_success = as_utc(ok.finished_at) if ok and ok.finished_at else None
     stale = last_success is not None and (now or utcnow()) - last_success > render.STALE_AFTER
     return render.Freshness(ok.data_timestamp if ok else None, last_success,
                             failed_since(failed, ok), failed.error if failed else None,
                             failed_syncs=len(streak), stale=stale)
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands datetimes back naive; they were stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def operator_recipient(settings: Settings, *, to_files: bool) -> str | None:

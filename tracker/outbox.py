@@ -155,19 +155,18 @@ def queue(store: Store, message: dict[str, Any], *, subscriber: Subscriber | Non
         return int(key[0]) if key else None
 
 
-def skip_window(store: Store, subscriber: Subscriber, window_end: int, now: datetime) -> bool:
+def skip_window(store: Store, subscriber: Subscriber, window_end: int, now: datetime) -> None:
     """Nothing to send: record the subscriber as served at `now` and move the window to
     `window_end` (past the changes that matched nothing; where it was if there were none).
 
     Guarded like `queue`: if another run moved the window first, nothing is written (that run
-    served them) and the result is False.
+    served them).
     """
     with store.engine.begin() as conn:
-        moved = conn.execute(update(SUBSCRIBER).where(
+        conn.execute(update(SUBSCRIBER).where(
             SUBSCRIBER.c.id == subscriber.id,
             SUBSCRIBER.c.last_event_id == subscriber.last_event_id)
             .values(last_event_id=window_end, served_at=now))
-    return bool(moved.rowcount)
 
 
 def recover_interrupted(store: Store) -> int:

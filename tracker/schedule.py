@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -33,7 +33,7 @@ from tracker.cron import cron_trigger
 from tracker.errors import TrackerError
 from tracker.jobs import Jobs, Outcome
 from tracker.lock import named_lock
-from tracker.store import Store, utcnow
+from tracker.store import Store, as_utc, utcnow
 
 JOB_IDS = ("sync", "digests", "report")  # also the catch-up order
 SCHEDULES = {"sync": "sync_schedule", "digests": "digest_schedule",
@@ -59,9 +59,9 @@ def last_started(store: Store, job: str) -> datetime | None:
     """The latest start of `job`; for the sync, a manual `tracker sync` counts too."""
     starts = []
     if (run := store.last_job(job)) is not None:
-        starts.append(_aware(run.started_at))
+        starts.append(as_utc(run.started_at))
     if job == "sync" and (sync_run := store.last_run()) is not None:
-        starts.append(_aware(sync_run.started_at))
+        starts.append(as_utc(sync_run.started_at))
     return max(starts) if starts else None
 
 
@@ -211,8 +211,4 @@ def when(moment: datetime | None, zone: tzinfo) -> str:
     """A time as the operator reads it, in the schedule's zone: 2026-11-23 06:00 CET."""
     if moment is None:
         return "not scheduled"
-    return f"{_aware(moment).astimezone(zone):%Y-%m-%d %H:%M %Z}"
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return f"{as_utc(moment).astimezone(zone):%Y-%m-%d %H:%M %Z}"

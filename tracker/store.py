@@ -66,6 +66,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """Times are stored in UTC, but some databases (SQLite) hand them back naive."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def compress(record: dict[str, Any]) -> bytes:
     return zlib.compress(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode())
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 
 from email_validator import EmailNotValidError, validate_email
 
 from tracker.config import WEEKDAYS
 from tracker.errors import TrackerError
 from tracker.models import ChangeEvent, Study, Subscriber
+from tracker.store import as_utc
 
 CADENCES = ("daily", "weekly")
 CHANGE_SETS = ("patient", "all")
@@ -169,11 +170,7 @@ def digest_weekday(subscriber: Subscriber, weekly_day: int | None) -> int | None
 
 
 def local_date(moment: datetime, timezone: tzinfo) -> date:
-    """The date at `moment` in `timezone`; a naive datetime (as some databases return stored
-    ones) is read as UTC, as everything is stored."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(timezone).date()
+    return as_utc(moment).astimezone(timezone).date()
 
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -212,13 +209,14 @@ def describe(subscriber: Subscriber, weekly_day: int | None = None) -> str:
 
 def cadence_label(subscriber: Subscriber, weekly_day: int | None = None) -> str:
     """"daily", "weekly", or "weekly (Friday)" when the day is known (see `describe`)."""
+    day = digest_day_name(subscriber, weekly_day)
+    return subscriber.cadence if day is None else f"{subscriber.cadence} ({day})"
+
+
+def digest_day_name(subscriber: Subscriber, weekly_day: int | None) -> str | None:
+    """"Monday" ... "Sunday" for a weekly digest's day (see `digest_weekday`), else None."""
     day = digest_weekday(subscriber, weekly_day)
-    return subscriber.cadence if day is None else f"{subscriber.cadence} ({day_name(day)})"
-
-
-def day_name(weekday: int) -> str:
-    """0 -> "Monday" ... 6 -> "Sunday"."""
-    return WEEKDAYS[weekday].capitalize()
+    return None if day is None else WEEKDAYS[day].capitalize()
 
 
 def _overlap(wanted: str, have: str | None) -> bool:
