@@ -677,6 +677,17 @@ def test_retries_exhausted_names_the_last_problem(api: respx.MockRouter,
     assert client.requests_made == 3
 
 
+def test_without_retries_the_message_counts_one_attempt(api: respx.MockRouter,
+                                                        mocked: Callable[..., CtGovClient],
+                                                        sleeps: Sleeps) -> None:
+    api.get("/studies").mock(return_value=httpx.Response(503, text="Service Unavailable"))
+    client = mocked(max_retries=0)
+
+    with pytest.raises(RetriesExhausted, match=r"after 1 attempt \(last: HTTP 503\)"):
+        list(client.pages({"query.cond": "myositis"}))
+    assert sleeps == [] and client.requests_made == 1
+
+
 def test_a_400_is_never_retried_and_carries_the_servers_plain_text_message(
         local: Callable[..., CtGovClient], registry: Registry, sleeps: Sleeps) -> None:
     client = local()

@@ -298,6 +298,8 @@ def test_tracker_run_syncs_sends_and_exits_cleanly_on_sigterm(
 
     assert process.returncode == 0, log
     assert "Catching up now: sync, digests, report" in log
+    assert log.count("next now (catching up)") == 3  # the plan, logged before anything runs
+    assert log.index("Catching up now") < log.index("sync ok in ")
     assert "sync ok in " in log and "1 changed" in log
     assert "digests ok in " in log and "1 sent" in log
     assert "report ok in " in log
