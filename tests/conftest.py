@@ -57,7 +57,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     if not POSTGRES_URL:
         pytest.skip("set TRACKER_TEST_POSTGRES_URL to run against PostgreSQL")
-    store = Store(POSTGRES_URL)
+    store = Store.open(POSTGRES_URL, create=True)
     SQLModel.metadata.drop_all(store.engine)
     store.close()
     yield POSTGRES_URL
@@ -89,7 +89,7 @@ def settings(fake_api: FakeApi, database_url: str) -> Settings:
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    s = Store(settings.database_url)
+    s = Store.open(settings.database_url, create=True)
     yield s
     s.close()
 

@@ -189,7 +189,7 @@ def test_an_unreachable_api_fails_in_one_line_and_changes_nothing(env: dict[str,
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("tracker: error: Could not fetch the API version")
     assert "Traceback" not in result.stderr
-    assert Store(env["TRACKER_DATABASE_URL"]).counts()["tracked"] == 0
+    assert Store.open(env["TRACKER_DATABASE_URL"], create=True).counts()["tracked"] == 0
 
 
 def test_settings_are_read_from_a_dot_env_file(env: dict[str, str], tmp_path: Path) -> None:
@@ -229,7 +229,7 @@ def test_killing_a_sync_midway_loses_nothing(env: dict[str, str], registry: Regi
     time.sleep(0.3)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
-    store = Store(env["TRACKER_DATABASE_URL"])
+    store = Store.open(env["TRACKER_DATABASE_URL"], create=True)
     assert store.changes() == []
     assert store.study("NCT07725679").overall_status == "NOT_YET_RECRUITING"
 

@@ -79,7 +79,7 @@ def client_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
 
 
 def queue_one(tmp_path: Path, settings: Settings) -> Store:
-    store = Store(settings.database_url)
+    store = Store.open(settings.database_url, create=True)
     subscriber, _ = outbox.subscribe(store, "ana@example.org", Preferences(), confirmed=False,
                                      now=utcnow())
     notify.queue_confirmation(settings, store, subscriber, utcnow())

@@ -280,7 +280,7 @@ def test_tracker_run_syncs_sends_and_exits_cleanly_on_sigterm(
         study["protocolSection"]["statusModule"]["overallStatus"] = "RECRUITING"
         registry.put(study)
         registry.data_timestamp = "2026-11-21T09:00:05"
-        store = Store(f"sqlite:///{database}")
+        store = Store.open(f"sqlite:///{database}", create=True)
         with store.engine.begin() as conn:  # the tracker was down for a day
             conn.execute(update(RUN).values(started_at=datetime.now(UTC) - timedelta(days=1)))
 
@@ -353,7 +353,7 @@ def test_ctrl_c_twice_abandons_a_stuck_sync_at_once_and_loses_nothing(
     assert process.returncode == 1, log
     assert "Stopping: waiting up to 600s for the sync job to finish" in log
     assert "the sync job is abandoned at a second signal; nothing it did is half-saved" in log
-    store = Store(f"sqlite:///{database}")
+    store = Store.open(f"sqlite:///{database}", create=True)
     assert store.counts()["tracked"] == 0 and store.changes() == []
     assert (tracker(env, "sync", cwd=tmp_path).returncode == 0)  # no stale lock left behind
     assert store.last_run("interrupted") is not None  # the abandoned run, marked as such

@@ -32,7 +32,7 @@ def test_a_database_from_before_tags_is_upgraded_and_tagged(settings: Settings, 
         conn.execute(text('ALTER TABLE change_event DROP COLUMN "plain"'))
     store.close()
 
-    upgraded = Store(settings.database_url)
+    upgraded = Store.open(settings.database_url, create=True)
     retagged = upgraded.retag(Tagger(load_vocabulary()))
 
     columns = {c["name"] for c in inspect(upgraded.engine).get_columns("study")}

@@ -183,7 +183,7 @@ def test_an_address_fit_for_a_header_reaches_the_to_header(env: dict[str, str]) 
     [eml] = Path(env["TRACKER_DIGEST_DIR"]).glob("*.eml")
     raw = eml.read_bytes()
     assert b"\r\nTo: dr@xn--bcher-kva.example\r\n" in raw  # no encoded word in an address
-    store = Store(env["TRACKER_DATABASE_URL"])
+    store = Store.open(env["TRACKER_DATABASE_URL"], create=True)
     [row] = outbox.messages(store)
     store.close()
     assert row.recipient == "dr@xn--bcher-kva.example"  # the SMTP envelope's RCPT TO
@@ -567,7 +567,7 @@ def confirm_token(message: EmailMessage) -> str:
 
 
 def only_subscriber(env: dict[str, str]) -> Subscriber:
-    store = Store(env["TRACKER_DATABASE_URL"])
+    store = Store.open(env["TRACKER_DATABASE_URL"], create=True)
     try:
         [row] = outbox.subscribers(store)
     finally:

@@ -28,7 +28,7 @@ class Quiet(WSGIRequestHandler):
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[str, Store, int]]:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", secret_key=SECRET)
-    store = Store(settings.database_url)
+    store = Store.open(settings.database_url, create=True)
     subscriber, _ = outbox.subscribe(store, "pat@example.org", Preferences(), confirmed=False,
                                      now=utcnow())
     server = make_server("127.0.0.1", 0, App(settings, store), handler_class=Quiet)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from html import escape
 from itertools import count
 
+from tracker.text import shorten
+
 PALETTE = ("#1d6fa5", "#e07b39", "#3a9d5d", "#8e5ea2", "#c44e52", "#6b7b8c")
 _ids = count(1)
 
@@ -32,7 +34,7 @@ def bar_chart(title: str, items: Sequence[tuple[str, int]], *, unit: str = "tria
         bar = round(room * value / peak) if value else 0
         parts.append(
             f'<text x="{label_width - 8}" y="{y + 17}" text-anchor="end" font-size="13" '
-            f'fill="#1f2933">{escape(_short(label, 32))}</text>'
+            f'fill="#1f2933">{escape(shorten(label, 32))}</text>'
             f'<rect x="{label_width}" y="{y + 4}" width="{max(bar, 1)}" height="{row - 8}" '
             f'rx="2" fill="{PALETTE[0]}"><title>{escape(label)}: {value}</title></rect>'
             f'<text x="{label_width + bar + 6}" y="{y + 17}" font-size="12" '
@@ -77,7 +79,3 @@ def _open(chart_id: str, title: str, desc: str, width: int, height: int) -> str:
             f'aria-labelledby="{chart_id}-t {chart_id}-d" font-family="Arial, sans-serif">'
             f'<title id="{chart_id}-t">{escape(title)}</title>'
             f'<desc id="{chart_id}-d">{escape(desc)}</desc>')
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,7 +1,9 @@
-"""The `tracker` command line. Every failure is one line on stderr and a non-zero exit.
+"""The `tracker` command line: each command parses its arguments, calls one job or query, and
+prints the result. Every failure is one line on stderr and a non-zero exit.
 
-Exit status: 0 success; 1 a sync or fetch failed; 2 bad settings or arguments; 3 another sync
-holds the lock; 4 the study asked for is not in the snapshot; 70 an unexpected bug.
+Exit status: 0 success; 1 a sync, fetch or delivery failed; 2 bad settings or arguments; 3
+another process holds the lock; 4 the study, subscriber or message asked for does not exist;
+70 an unexpected bug; 130 interrupted (Ctrl-C); 141 the reader closed the pipe.
 """
 
 from __future__ import annotations
@@ -11,21 +13,25 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 from dotenv import find_dotenv, load_dotenv
 
-from tracker import __version__, views
-from tracker.config import Settings, redact_url
-from tracker.ctgov import CtGovClient
+from tracker import __version__, countries, jobs, views
+from tracker.config import Settings
+from tracker.database import Database
 from tracker.diff import KINDS
 from tracker.errors import NotFound, TrackerError
-from tracker.store import Store, StudyFilter, as_utc, utcnow
-from tracker.sync import sync
-from tracker.tags import Tagger, load_vocabulary
+from tracker.jobs import Context
+from tracker.store import StudyFilter
+from tracker.sync import INTERRUPTED
+from tracker.times import as_utc, utcnow
+
+EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141
 
 
 class Failure(click.ClickException):
@@ -47,10 +53,11 @@ class TrackerGroup(click.Group):
             raise Failure(str(error), error.exit_code) from error
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:
+            said = INTERRUPTED if ctx.invoked_subcommand == "sync" else "Interrupted."
+            raise Failure(said, EXIT_INTERRUPTED) from None
         except BrokenPipeError:
-            # The reader went away (`tracker export | head`): stop quietly, as cat would.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise click.exceptions.Exit(1) from None
+            _quiet_pipe()
         except Exception as error:
             if os.environ.get("TRACKER_DEBUG"):
                 raise
@@ -58,45 +65,53 @@ class TrackerGroup(click.Group):
                           "(this is a bug; run with TRACKER_DEBUG=1 for details)", 70) from error
 
 
+def _quiet_pipe() -> None:
+    """The reader went away (`tracker export | head`): stop quietly, as Unix tools do."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise click.exceptions.Exit(EXIT_PIPE)
+
+
 class App:
-    """Settings, vocabulary and store, built once per command on first use."""
+    """Settings, then the database and the jobs' context, opened on first use.
+
+    Commands that only read open the database as it is and never create one; commands that
+    write create it, or bring its schema up to date, first.
+    """
 
     def __init__(self) -> None:
         self.settings = Settings.from_env()
-        self._tagger: Tagger | None = None
-        self._store: Store | None = None
+        self._context: Context | None = None
 
-    @property
-    def tagger(self) -> Tagger:
-        if self._tagger is None:
-            self._tagger = Tagger(load_vocabulary(self.settings.vocabulary))
-        return self._tagger
+    def context(self, *, write: bool = False) -> Context:
+        if self._context is None:
+            db = Database.open(self.settings.database_url, create=write)
+            self._context = Context(self.settings, db, warn=warn)
+        return self._context
 
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = Store(self.settings.database_url)
-            self._store.retag(self.tagger)  # a no-op unless the vocabulary changed
-        return self._store
+    def close(self) -> None:
+        if self._context is not None:
+            self._context.db.close()
 
-    def study_filter(self, subtypes: tuple[str, ...], therapies: tuple[str, ...],
-                     recruiting: bool, children: bool, countries: tuple[str, ...]
-                     ) -> StudyFilter:
-        vocabulary = self.tagger.vocabulary
-        for name, given, known in (("--subtype", subtypes, list(vocabulary.subtypes)),
-                                   ("--therapy", therapies, vocabulary.therapy_names)):
+    def study_filter(self, ctx: Context, subtypes: tuple[str, ...],
+                     therapies: tuple[str, ...], recruiting: bool, children: bool,
+                     names: tuple[str, ...]) -> StudyFilter:
+        """Filters as given, checked: tags against the vocabulary, countries against ISO
+        3166 names and the snapshot's own spellings."""
+        vocabulary = ctx.vocabulary
+        for option, given, known in (("--subtype", subtypes, list(vocabulary.subtypes)),
+                                     ("--therapy", therapies, vocabulary.therapy_names)):
             for tag in given:
                 if tag not in known:
                     raise click.BadParameter(
                         f"{tag!r} is not a known tag; choose from {', '.join(known)} "
-                        "(see 'tracker tags')", param_hint=name)
-        return StudyFilter(subtypes, therapies, recruiting, children,
-                           tuple(COUNTRY_ALIASES.get(c.casefold(), c) for c in countries))
+                        "(see 'tracker tags')", param_hint=option)
+        present = ctx.store.countries() if names else []
+        chosen = tuple(countries.resolve(name, present) for name in names)
+        return StudyFilter(subtypes, therapies, recruiting, children, chosen)
 
 
-COUNTRY_ALIASES = {"usa": "United States", "us": "United States", "uk": "United Kingdom",
-                   "korea": "South Korea", "turkey": "Turkey (Türkiye)",
-                   "türkiye": "Turkey (Türkiye)"}
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
 
 
 def study_filters(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -112,7 +127,7 @@ def study_filters(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--children", is_flag=True, help="Only studies children can join."),
         click.option("--country", "countries", multiple=True, metavar="NAME",
                      help="Only studies with a site in this country (a recruiting site, with "
-                          "--recruiting); repeat for several."),
+                          "--recruiting); an English name or ISO code; repeat for several."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -127,10 +142,15 @@ def cli(ctx: click.Context) -> None:
 
     Settings come from the environment and from a .env file in the current folder; see
     config.example.env for every one.
+
+    \b
+    Start with:
+      tracker sync          the first sync records a baseline
+      tracker status        where the data is and how fresh it is
     """
     load_dotenv(find_dotenv(usecwd=True), override=False)
     ctx.obj = App()
-    ctx.call_on_close(lambda: ctx.obj._store.close() if ctx.obj._store else None)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @cli.command("sync")
@@ -143,21 +163,28 @@ def sync_command(app: App, full: bool, as_json: bool) -> None:
     The first sync records a baseline without reporting every study as new. Later syncs ask
     only for studies updated since the last one, and do nothing at all if the registry has
     not refreshed its data.
+
+    \b
+    Examples:
+      tracker sync
+      tracker sync --full --json
     """
+    ctx = app.context(write=True)
     progress = _ProgressBars() if sys.stderr.isatty() and not as_json else None
-    client = CtGovClient(app.settings,
-                         on_retry=lambda msg: _warn(msg, progress))
+    if progress:
+        ctx.warn = progress.warn
     try:
-        result = sync(app.settings, app.store, client, full=full,
-                      progress=progress.update if progress else None, tagger=app.tagger)
+        outcome = jobs.sync(ctx, full=full, progress=progress.update if progress else None)
     finally:
-        client.close()
         if progress:
             progress.close()
+    if outcome.error is not None:
+        raise Failure(outcome.summary, outcome.error.exit_code)
+    assert outcome.result is not None
     if as_json:
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        click.echo(json.dumps(outcome.result.as_dict(), indent=2))
     else:
-        click.echo(views.sync_summary(result))
+        click.echo(outcome.summary)
 
 
 @cli.command("changes")
@@ -174,12 +201,20 @@ def changes_command(app: App, since: str | None, nct_id: str | None, kinds: tupl
                     subtypes: tuple[str, ...], therapies: tuple[str, ...], recruiting: bool,
                     children: bool, countries: tuple[str, ...], limit: int | None,
                     as_json: bool) -> None:
-    """List recorded changes, newest first, each in plain words with its technical form."""
-    where = app.study_filter(subtypes, therapies, recruiting, children, countries)
-    events = app.store.changes(since=_parse_since(since) if since else None,
+    """List recorded changes, newest first, each in plain words with its technical form.
+
+    \b
+    Examples:
+      tracker changes --since 7d
+      tracker changes --subtype jdm --recruiting --country France
+      tracker changes --nct NCT01234567 --kind status --json
+    """
+    ctx = app.context()
+    where = app.study_filter(ctx, subtypes, therapies, recruiting, children, countries)
+    events = ctx.store.changes(since=_parse_since(since) if since else None,
                                nct_id=_nct(nct_id) if nct_id else None, kinds=kinds,
                                limit=limit, where=where)
-    studies = app.store.studies(e.nct_id for e in events)
+    studies = ctx.store.studies(e.nct_id for e in events)
     if as_json:
         click.echo(json.dumps([views.event_dict(e, studies.get(e.nct_id)) for e in events],
                               indent=2, ensure_ascii=False))
@@ -197,14 +232,21 @@ def changes_command(app: App, since: str | None, nct_id: str | None, kinds: tupl
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def show_command(app: App, nct_id: str, as_json: bool) -> None:
-    """Show one study in brief, its tags (and why), and its history of changes."""
+    """Show one study in brief, its tags (and why), and its history of changes.
+
+    \b
+    Examples:
+      tracker show NCT01234567
+      tracker show NCT01234567 --json
+    """
+    ctx = app.context()
     nct_id = _nct(nct_id)
-    study = app.store.study(nct_id)
+    study = ctx.store.study(nct_id)
     if study is None:
         raise NotFound(f"{nct_id} is not in the snapshot. Run 'tracker sync' first, or check "
                        "the number ('tracker export' lists every tracked study).")
-    events = app.store.changes(nct_id=nct_id)
-    versions = app.store.version_count(nct_id)
+    events = ctx.store.changes(nct_id=nct_id)
+    versions = ctx.store.version_count(nct_id)
     today = utcnow().date()
     if as_json:
         click.echo(json.dumps({**views.study_detail(study, today), "versions": versions,
@@ -212,10 +254,10 @@ def show_command(app: App, nct_id: str, as_json: bool) -> None:
                               indent=2, ensure_ascii=False))
         return
     click.echo(f"{study.nct_id}  {study.brief_title}")
-    for label, value in views.study_lines(study, app.tagger.vocabulary, today):
+    for label, value in views.study_lines(study, ctx.vocabulary, today):
         click.echo(f"{label + ':':<20} {value}")
     click.echo(f"\nHistory: {versions} version(s) stored, {len(events)} change(s) recorded "
-               f"(registry history: {views.HISTORY_URL.format(nct_id)})")
+               f"(registry history: {views.history_url(nct_id)})")
     for event in events:
         click.echo(f"  {event.detected_at:%Y-%m-%d}  {event.plain or event.summary}"
                    f"  ({event.kind}: {event.summary})")
@@ -226,9 +268,16 @@ def show_command(app: App, nct_id: str, as_json: bool) -> None:
 @click.pass_obj
 def tags_command(app: App, as_json: bool) -> None:
     """List every subtype and treatment class, the name filters accept, and how many trials
-    carry it."""
-    vocabulary = app.tagger.vocabulary
-    counts = app.store.tag_counts()
+    carry it.
+
+    \b
+    Examples:
+      tracker tags
+      tracker tags --json
+    """
+    ctx = app.context()
+    vocabulary = ctx.vocabulary
+    counts = ctx.store.tag_counts()
     groups = {"subtypes": list(vocabulary.subtypes), "therapies": vocabulary.therapy_names}
     if as_json:
         click.echo(json.dumps({group: [{"name": t, "label": vocabulary.label(t),
@@ -249,70 +298,28 @@ def tags_command(app: App, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def status_command(app: App, as_json: bool) -> None:
-    """Show the last successful sync, the last failure, the data's age and counts."""
-    store = app.store
-    last_ok = store.last_run("ok", "skipped")
-    last_data = store.last_run("ok")
-    last_failed = store.last_run("failed")
-    counts = store.counts()
-    data_timestamp = last_ok.data_timestamp if last_ok else None
-    mail = _mail_counts(store)
-    scheduler = _scheduler_info(app)
-    failed_in_a_row = len(store.failures_before())
-    info: dict[str, Any] = {
-        "database": redact_url(app.settings.database_url),
-        "api": app.settings.base_url,
-        "data_timestamp": data_timestamp,
-        "last_success": views.run_dict(last_ok),
-        "last_data_change": views.run_dict(last_data),
-        "last_failure": views.run_dict(last_failed),
-        "last_sync_failed": views.failed_since(last_failed, last_ok),
-        "counts": counts,
-        "mail": mail,
-        "failed_in_a_row": failed_in_a_row,
-        "scheduler": scheduler,
-    }
+    """Show where the data is, the last successful sync, the last failure, the data's age,
+    counts, the outbox and the scheduler.
+
+    \b
+    Examples:
+      tracker status
+      tracker status --json
+    """
+    from tracker.status import overview
+
+    ctx = app.context()
+    info = overview(ctx)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
-    click.echo(f"{'Database:':<22} {info['database']}")
-    click.echo(f"{'Studies tracked:':<22} {counts['tracked']} ({counts['recruiting']} "
-               f"recruiting; {counts['removed']} no longer matching)")
-    click.echo(f"{'Change events:':<22} {counts['changes']} ({counts['versions']} record "
-               "versions stored)")
-    if last_ok:
-        click.echo(f"{'Last successful sync:':<22} {last_ok.finished_at:%Y-%m-%d %H:%M} UTC "
-                   f"({views.run_brief(last_ok)})")
-        click.echo(f"{'API data timestamp:':<22} {data_timestamp}")
-    else:
-        click.echo(f"{'Last successful sync:':<22} never; run 'tracker sync'")
-    if last_failed:
-        when = last_failed.finished_at or last_failed.started_at
-        click.echo(f"{'Last failed sync:':<22} {when:%Y-%m-%d %H:%M} UTC: {last_failed.error}")
-    click.echo(f"{'Subscribers:':<22} {mail['confirmed']} confirmed, {mail['unconfirmed']} "
-               f"awaiting confirmation")
-    click.echo(f"{'Outbox:':<22} {mail['queued']} queued, {mail['failed']} failed, "
-               f"{mail['unknown']} unknown outcome, {mail['sent']} sent")
-    click.echo(f"{'Scheduler:':<22} " + (f"running ({info['scheduler']['running']})"
-               if info["scheduler"]["running"] else "not running ('tracker run' starts it)")
-               + f"; times in {app.settings.timezone.key}")
-    for job, row in info["scheduler"]["jobs"].items():
-        last = row["last"]
-        zone = app.settings.timezone
-        done = (f"last {last['status']} {_short(last['started_at'], zone)}: "
-                f"{last['summary']}" if last else "never run")
-        click.echo(f"  {job:<8} {row['schedule']:<16} next {_short(row['next'], zone)}; "
-                   f"{done}")
-    if info["failed_in_a_row"] > 1:
-        click.echo(f"Warning: the last {info['failed_in_a_row']} syncs failed; the data may be "
-                   "out of date.")
-    elif info["last_sync_failed"]:
-        click.echo("Warning: the most recent sync failed; the data may be out of date.")
+    for line in views.status_lines(info, ctx.settings.timezone):
+        click.echo(line)
 
 
 @cli.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
-              show_default=True, help="Output format.")
+              show_default=True, help="Output format (CSV cells join lists with |).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
               help="Write to this file instead of standard output.")
 @click.option("--include-removed", is_flag=True, help="Also export studies that stopped "
@@ -322,10 +329,17 @@ def status_command(app: App, as_json: bool) -> None:
 def export_command(app: App, fmt: str, output: str | None, include_removed: bool,
                    subtypes: tuple[str, ...], therapies: tuple[str, ...], recruiting: bool,
                    children: bool, countries: tuple[str, ...]) -> None:
-    """Export the current snapshot, one row per study, with its tags and patient facts."""
-    where = app.study_filter(subtypes, therapies, recruiting, children, countries)
+    """Export the current snapshot, one row per study, with its tags and patient facts.
+
+    \b
+    Examples:
+      tracker export --format csv -o trials.csv
+      tracker export --format json --therapy jak --subtype ass --country France
+    """
+    ctx = app.context()
+    where = app.study_filter(ctx, subtypes, therapies, recruiting, children, countries)
     today = utcnow().date()
-    rows = (views.study_dict(s, today) for s in app.store.iter_studies(include_removed, where))
+    rows = (views.study_dict(s, today) for s in ctx.store.iter_studies(include_removed, where))
     if output:
         tmp = output + ".part"
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
@@ -337,20 +351,28 @@ def export_command(app: App, fmt: str, output: str | None, include_removed: bool
 
 
 @cli.command("report")
-@click.option("--week", help="The ISO week, like 2026-W47 (default: the last complete week).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
-              show_default=True, help="Folder for the pages, the index and the feeds.")
+@click.option("--week", help="The ISO week, like 2026-W47 (default: the last complete week "
+                             "in TRACKER_TIMEZONE).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the pages, the index and the feeds (default: "
+                   "TRACKER_REPORT_DIR).")
 @click.pass_obj
-def report_command(app: App, week: str | None, out: Path) -> None:
-    """Write the weekly report (HTML, Markdown, JSON), the index of weeks and Atom feeds."""
-    from tracker import report
+def report_command(app: App, week: str | None, out: Path | None) -> None:
+    """Write the weekly report (HTML, Markdown, JSON), the index of weeks and Atom feeds.
 
-    now = utcnow()
-    chosen = report.Week.parse(week) if week else report.Week.last_complete(now.date())
-    written = report.write(app.store, app.tagger.vocabulary, chosen, out, now,
-                           f"{app.settings.public_url}/reports")
-    click.echo(f"Report for {chosen.name} written to {out}/ ({len(written)} files: "
-               f"{chosen.name}.html, .md, .json, index.html, feed.atom and feeds/).")
+    \b
+    Examples:
+      tracker report
+      tracker report --week 2026-W47 --out site/reports
+    """
+    from tracker.report import Week
+
+    ctx = app.context()
+    outcome = jobs.report(ctx, Week.parse(week) if week else None, out)
+    assert outcome.week is not None
+    click.echo(f"Report for {outcome.week.name} written to {outcome.folder}/ "
+               f"({len(outcome.written)} files: {outcome.week.name}.html, .md, .json, "
+               "index.html, feed.atom and feeds/).")
 
 
 @cli.command("run")
@@ -362,107 +384,54 @@ def run_command(app: App) -> None:
     TRACKER_DIGEST_SCHEDULE, TRACKER_REPORT_SCHEDULE and TRACKER_TIMEZONE. A job whose time
     passed while the tracker was not running runs at once. Logs go to stderr. SIGTERM or
     Ctrl-C stops it after the job in flight (at most TRACKER_STOP_TIMEOUT seconds).
+
+    \b
+    Example:
+      TRACKER_TIMEZONE=Europe/Paris tracker run
     """
     import logging
 
     from tracker import schedule
-    from tracker.jobs import Jobs
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(message)s")
-    for noisy in ("apscheduler", "httpx", "httpcore"):
+    for noisy in ("apscheduler", "httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     log = logging.getLogger("tracker")
-    jobs = Jobs(app.settings, app.store, app.tagger, warn=log.warning)
-    if not schedule.run(app.settings, app.store, jobs, log):
+    ctx = app.context(write=True)
+    ctx.warn = log.warning
+    if not schedule.run(ctx, log):
         logging.shutdown()
         sys.stderr.flush()
         os._exit(1)  # the abandoned job's thread would otherwise keep the process alive
 
 
-@cli.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@cli.group("db")
+def db_group() -> None:
+    """Look after the database itself."""
+
+
+@db_group.command("upgrade")
 @click.pass_obj
-def serve_command(app: App, host: str, port: int) -> None:
-    """Serve the confirmation and unsubscribe pages that e-mails link to.
+def db_upgrade_command(app: App) -> None:
+    """Create the database, or bring its schema up to date (sync, run and serve do this
+    too when they start).
 
-    Put it behind your web server at TRACKER_PUBLIC_URL. Stop with Ctrl-C.
+    \b
+    Example:
+      tracker db upgrade
     """
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-    from tracker.web import App as WebApp
-
-    app.settings.require_secret()
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            # Request lines carry tokens; log the method and path only.
-            status = args[1] if len(args) > 1 else ""
-            click.echo(f"{self.command} {self.path.split('?')[0]} {status}", err=True)
-
+    db = Database.open(app.settings.database_url, create=True)
     try:
-        server = make_server(host, port, WebApp(app.settings, app.store),
-                             handler_class=QuietHandler)
-    except OSError as error:
-        raise Failure(f"Cannot listen on {host}:{port}: {error.strerror}", 1) from error
-    click.echo(f"Serving confirmation and unsubscribe pages on http://{host}:{port}/ "
-               f"(links in e-mails point to {app.settings.public_url}). Ctrl-C stops.", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("Stopped.", err=True)
+        before, after = db.revisions or (None, "?")
+        click.echo(f"Database at {db.where}: schema {after}"
+                   + (" (already up to date)." if before == after else
+                      f" (upgraded from {before or 'nothing'})."))
     finally:
-        server.server_close()
+        db.close()
 
 
-def _scheduler_info(app: App) -> dict[str, Any]:
-    from tracker import schedule
-    from tracker.lock import is_held
-
-    next_runs = schedule.next_runs(app.settings, utcnow())
-    jobs = {}
-    for job in schedule.JOB_IDS:
-        last = app.store.last_job(job)
-        upcoming = next_runs[job]
-        jobs[job] = {
-            "schedule": getattr(app.settings, schedule.SCHEDULES[job]),
-            "next": upcoming.isoformat() if upcoming else None,
-            "last": {"status": last.status, "started_at": last.started_at.isoformat(),
-                     "summary": last.summary} if last else None,
-        }
-    return {"running": is_held(app.store, "scheduler"), "timezone": app.settings.timezone.key,
-            "jobs": jobs}
-
-
-def _short(iso: str | None, zone: tzinfo) -> str:
-    """An ISO time in the schedule's zone, '2026-11-23 06:00 CET'; 'never' for None."""
-    from tracker.schedule import when
-
-    return when(datetime.fromisoformat(iso), zone) if iso else "never"
-
-
-def _mail_counts(store: Store) -> dict[str, int]:
-    from tracker import outbox
-
-    people = outbox.subscribers(store)
-    counts = {"confirmed": sum(1 for p in people if p.confirmed_at),
-              "unconfirmed": sum(1 for p in people if not p.confirmed_at)}
-    for status in ("queued", "failed", "unknown", "sent"):
-        counts[status] = len(outbox.messages(store, (status,)))
-    return counts
-
-
-def main() -> None:
-    cli(prog_name="tracker")
-
-
-from tracker import cli_mail  # noqa: E402  (registers the e-mail commands on `cli`)
-
-__all__ = ["App", "cli", "cli_mail", "main"]
-
-
-# --- helpers ------------------------------------------------------------------------------
+# --- helpers ---------------------------------------------------------------------------------
 
 class _ProgressBars:
     """One click progress bar per stage of the sync, drawn on stderr."""
@@ -482,14 +451,13 @@ class _ProgressBars:
             self.bar.update(done - self.done)
             self.done = done
 
+    def warn(self, message: str) -> None:
+        click.echo(f"\nwarning: {message}", err=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
-
-
-def _warn(message: str, progress: _ProgressBars | None) -> None:
-    click.echo(("\n" if progress else "") + f"warning: {message}", err=True)
 
 
 def _parse_since(value: str) -> datetime:
@@ -509,3 +477,16 @@ def _nct(value: str) -> str:
     if not re.fullmatch(r"NCT\d{8}", value):
         raise click.BadParameter(f"{value!r} is not an NCT number like NCT01234567")
     return value
+
+
+def main() -> None:
+    try:
+        cli(prog_name="tracker")
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_PIPE)
+
+
+from tracker import cli_mail  # noqa: E402  (registers the e-mail commands on `cli`)
+
+__all__ = ["App", "cli", "cli_mail", "main"]

@@ -1,39 +1,22 @@
-"""The e-mail commands of `tracker`: subscribers, confirmation, digests and the outbox."""
+"""The e-mail commands of `tracker`: subscribers, confirmation, digests, the outbox, and the
+pages behind the links in e-mails. Each is a few lines around one job (`tracker.jobs`)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from tracker import outbox
-from tracker.cli import App, cli
+from tracker import jobs, outbox, subscribers
+from tracker.cli import App, Failure, cli
 from tracker.config import parse_weekday
-from tracker.errors import ConfigError
-from tracker.mail import (
-    DrainResult,
-    FileTransport,
-    SendError,
-    SmtpTransport,
-    TransientSendError,
-    Transport,
-    drain,
-)
-from tracker.notify import operator_recipient, prepare_digests, queue_confirmation
-from tracker.store import utcnow
-from tracker.subscribers import (
-    CADENCES,
-    CHANGE_SETS,
-    BadAddress,
-    Preferences,
-    describe,
-    digest_day_name,
-    normalise_address,
-    parse_point,
-)
-from tracker.tokens import read
+from tracker.errors import BadAddress, PermanentSendError, TransientSendError
+from tracker.matching import describe, digest_day_name
+from tracker.models import Cadence, ChangeSet, MessageKind, MessageStatus
+from tracker.subscribers import Preferences, parse_point
 
 
 @cli.command("subscribe")
@@ -50,10 +33,12 @@ from tracker.tokens import read
 @click.option("--children", is_flag=True, help="Only trials children can join.")
 @click.option("--recruiting-only", is_flag=True, help="Only trials recruiting now (and news "
                                                       "of recruitment closing).")
-@click.option("--changes", type=click.Choice(CHANGE_SETS), default="patient", show_default=True,
+@click.option("--changes", type=click.Choice(list(ChangeSet)), default=ChangeSet.PATIENT,
+              show_default=True,
               help="patient: new trials, recruitment opening or closing, new sites, results, "
                    "early stops; all: every change.")
-@click.option("--cadence", type=click.Choice(CADENCES), default="weekly", show_default=True)
+@click.option("--cadence", type=click.Choice(list(Cadence)), default=Cadence.WEEKLY,
+              show_default=True)
 @click.option("--day", metavar="DAY", help="Weekly digests: the day they go out, e.g. mon or "
                                            "friday (default TRACKER_WEEKLY_DAY).")
 @click.option("--confirmed", is_flag=True, help="Operator only: skip the confirmation e-mail.")
@@ -62,51 +47,50 @@ def subscribe_command(app: App, email: str, subtypes: tuple[str, ...],
                       therapies: tuple[str, ...], countries: tuple[str, ...], near: str | None,
                       radius_km: float | None, children: bool, recruiting_only: bool,
                       changes: str, cadence: str, day: str | None, confirmed: bool) -> None:
-    """Subscribe EMAIL to digests; a confirmation e-mail is sent first (double opt-in)."""
-    address = normalise_address(email)
-    where = app.study_filter(subtypes, therapies, False, children, countries)
+    """Subscribe EMAIL to digests; a confirmation e-mail is sent first (double opt-in).
+
+    \b
+    Examples:
+      tracker subscribe pat@example.org --subtype ibm --country France --day fri
+      tracker subscribe dr@example.org --therapy jak --changes all --cadence daily
+      tracker subscribe family@example.org --subtype jdm --near 45.75,4.85 --radius-km 150
+    """
+    subscribers.normalise_address(email)  # a bad address is refused before anything else
+    ctx = app.context(write=True)
+    where = app.study_filter(ctx, subtypes, therapies, False, children, countries)
     if radius_km is not None and not near:
         raise click.BadParameter("--radius-km needs --near LAT,LON", param_hint="--radius-km")
     try:
         point = parse_point(near) if near else None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--near") from None
-    weekday = _weekday(day, cadence)
-    if not confirmed:
-        app.settings.require_secret()
     preferences = Preferences(where.subtypes, where.therapies, where.countries, point,
-                              radius_km, children, recruiting_only, changes, cadence, weekday)
-    now = utcnow()
-    subscriber, outcome = outbox.subscribe(app.store, address, preferences, confirmed=confirmed,
-                                           now=now)
-    click.echo(f"{outcome.capitalize()}: {address} "
-               f"({describe(subscriber, app.settings.weekly_day)}).")
-    if subscriber.confirmed_at is not None:
+                              radius_km, children, recruiting_only, ChangeSet(changes),
+                              Cadence(cadence), _weekday(day, cadence))
+    done = jobs.subscribe(ctx, email, preferences, confirmed=confirmed)
+    click.echo(f"{done.outcome.capitalize()}: {done.subscriber.email} "
+               f"({describe(done.subscriber, ctx.settings.weekly_day)}).")
+    sent = done.confirmation
+    if sent is None:
         return
-    message_id = queue_confirmation(app.settings, app.store, subscriber, now)
-    try:
-        result = _deliver(app, None, ids=[message_id] if message_id else [])
-    except SendError as error:
-        result = DrainResult(left=1, errors=[str(error)])
-    if result.sent:
-        where_to = "sent" if app.settings.smtp_configured else \
-            f"written to {app.settings.digest_dir}/"
+    if sent.sent:
+        where_to = "sent" if ctx.settings.smtp_configured else \
+            f"written to {ctx.settings.digest_dir}/"
         click.echo(f"A confirmation e-mail was {where_to}; nothing else is sent until it is "
                    "confirmed.")
-    elif result.failed:
-        failed = outbox.messages(app.store, ("failed",))
-        raise SendError(f"The confirmation e-mail to {address} was refused: "
-                        f"{failed[-1].error if failed else 'see tracker outbox'}")
+    elif sent.failed:
+        raise PermanentSendError(f"The confirmation e-mail to {done.subscriber.email} was "
+                                 f"refused: {sent.errors[-1] if sent.errors else '?'}")
     else:
         click.echo("warning: the confirmation e-mail is queued, not yet sent ("
-                   + ("; ".join(e for e in result.errors if e) or "see 'tracker outbox'")
+                   + ("; ".join(e for e in sent.errors if e) or "see 'tracker outbox'")
                    + "); 'tracker digest' will retry it.", err=True)
 
 
 def _weekday(day: str | None, cadence: str) -> int | None:
     if day is None:
         return None
-    if cadence != "weekly":
+    if cadence != Cadence.WEEKLY:
         raise click.BadParameter("--day only applies to weekly digests", param_hint="--day")
     try:
         return parse_weekday(day)
@@ -119,10 +103,13 @@ def _weekday(day: str | None, cadence: str) -> int | None:
 @click.argument("token")
 @click.pass_obj
 def confirm_command(app: App, token: str) -> None:
-    """Confirm a subscription with the token from its confirmation link."""
-    parsed = read(app.settings.require_secret(), "confirm", token,
-                  max_age=app.settings.confirm_days * 86400)
-    subscriber = outbox.confirm(app.store, parsed, utcnow())
+    """Confirm a subscription with the token from its confirmation link.
+
+    \b
+    Example:
+      tracker confirm 'eyJzIjoxLCJlIjoicGF0QGV4YW1wbGUub3JnIn0.Z...'
+    """
+    subscriber = jobs.confirm(app.context(write=True), token)
     click.echo(f"Confirmed: {subscriber.email} will receive {subscriber.cadence} digests.")
 
 
@@ -130,16 +117,18 @@ def confirm_command(app: App, token: str) -> None:
 @click.argument("email")
 @click.pass_obj
 def unsubscribe_command(app: App, email: str) -> None:
-    """End EMAIL's subscription; nothing more is sent to it."""
+    """End EMAIL's subscription; nothing more is sent to it.
+
+    \b
+    Example:
+      tracker unsubscribe pat@example.org
+    """
     # As stored (an IDN domain in its xn-- form); a bad address is simply not subscribed.
     with contextlib.suppress(BadAddress):
-        email = normalise_address(email)
-    subscriber = outbox.find(app.store, email)
-    assert subscriber.id is not None
-    if outbox.unsubscribe(app.store, subscriber.id, utcnow()):
-        click.echo(f"Unsubscribed: {subscriber.email}.")
-    else:
-        click.echo(f"{subscriber.email} was already unsubscribed.")
+        email = subscribers.normalise_address(email)
+    subscriber, ended = jobs.unsubscribe(app.context(write=True), email)
+    click.echo(f"Unsubscribed: {subscriber.email}." if ended
+               else f"{subscriber.email} was already unsubscribed.")
 
 
 @cli.command("subscribers")
@@ -147,17 +136,19 @@ def unsubscribe_command(app: App, email: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def subscribers_command(app: App, include_ended: bool, as_json: bool) -> None:
-    """List subscribers, their filters and state."""
-    rows = outbox.subscribers(app.store, include_ended)
-    weekly_day = app.settings.weekly_day
+    """List subscribers, their filters and state.
+
+    \b
+    Examples:
+      tracker subscribers
+      tracker subscribers --all --json
+    """
+    ctx = app.context()
+    rows = subscribers.listing(ctx.db, include_ended)
+    weekly_day = ctx.settings.weekly_day
     if as_json:
-        click.echo(json.dumps([{
-            "email": s.email, "filters": describe(s, weekly_day),
-            "confirmed": s.confirmed_at is not None,
-            "unsubscribed": s.unsubscribed_at is not None, "cadence": s.cadence,
-            "day": digest_day_name(s, weekly_day),
-            "last_digest_at": s.last_digest_at.isoformat() if s.last_digest_at else None,
-        } for s in rows], indent=2))
+        click.echo(json.dumps([_subscriber_json(s, weekly_day) for s in rows], indent=2,
+                              ensure_ascii=False))
         return
     if not rows:
         click.echo("No subscribers yet; add one with 'tracker subscribe EMAIL'.")
@@ -169,43 +160,59 @@ def subscribers_command(app: App, include_ended: bool, as_json: bool) -> None:
         click.echo(f"{s.email:<36} {state:<22} {last:<24} {describe(s, weekly_day)}")
 
 
+def _subscriber_json(s: Any, weekly_day: int) -> dict[str, Any]:
+    from tracker.text import split_list
+
+    return {
+        "email": s.email, "confirmed": s.confirmed_at is not None,
+        "unsubscribed": s.unsubscribed_at is not None,
+        "subtypes": split_list(s.subtypes), "therapies": split_list(s.therapies),
+        "countries": split_list(s.countries),
+        "near": {"lat": s.near_lat, "lon": s.near_lon, "radius_km": s.radius_km}
+        if s.near_lat is not None else None,
+        "children": bool(s.children), "recruiting_only": bool(s.recruiting_only),
+        "changes": s.changes, "cadence": s.cadence, "day": digest_day_name(s, weekly_day),
+        "summary": describe(s, weekly_day),
+        "created_at": s.created_at.isoformat(),
+        "last_digest_at": s.last_digest_at.isoformat() if s.last_digest_at else None,
+    }
+
+
 @cli.command("digest")
-@click.option("--send", "mode", flag_value="send", help="Send by SMTP (TRACKER_SMTP_HOST).")
+@click.option("--send", is_flag=True, help="Send by SMTP (TRACKER_SMTP_HOST).")
 @click.option("--write", "folder", type=click.Path(file_okay=False, path_type=Path),
               help="Write .html, .txt and .eml files into this folder instead of sending.")
 @click.option("--dry-run", is_flag=True, help="Show who would get what; queue and send nothing.")
 @click.pass_obj
-def digest_command(app: App, mode: str | None, folder: Path | None, dry_run: bool) -> None:
+def digest_command(app: App, send: bool, folder: Path | None, dry_run: bool) -> None:
     """Queue the digests that are due and deliver everything queued.
 
     Without --send or --write, digests are sent if SMTP is configured and written to
     TRACKER_DIGEST_DIR otherwise. An operator digest of every change is written too, or
     mailed to TRACKER_ADMIN_EMAIL when sending.
+
+    \b
+    Examples:
+      tracker digest --dry-run
+      tracker digest --write digests/
     """
-    if mode == "send" and folder:
+    if send and folder:
         raise click.BadParameter("choose --send or --write, not both")
-    if mode == "send" and not app.settings.smtp_configured:
-        raise ConfigError("--send needs TRACKER_SMTP_HOST (and usually TRACKER_SMTP_USER and "
-                          "TRACKER_SMTP_PASSWORD); see config.example.env.")
-    to_files = folder is not None or (mode is None and not app.settings.smtp_configured)
-    result = prepare_digests(app.settings, app.store, utcnow(),
-                             operator=operator_recipient(app.settings, to_files=to_files),
-                             dry_run=dry_run)
-    for planned in result.planned:
+    done = jobs.digests(app.context(write=not dry_run), send=send, folder=folder,
+                        dry_run=dry_run)
+    for planned in done.planned.planned:
         verb = "would get" if dry_run else "queued for"
-        click.echo(f"{'Digest' if planned.kind == 'digest' else 'Operator digest'} {verb} "
-                   f"{planned.recipient}: {planned.changes} change(s) on {planned.trials} "
-                   f"trial(s): {planned.subject}")
-    for error in result.errors:
-        click.echo(f"warning: {error}", err=True)
-    summary = (f"{len(result.planned)} digest(s) {'planned' if dry_run else 'queued'}; "
-               f"{result.nothing_new} subscriber(s) had nothing new; {result.not_due} not due")
-    if dry_run:
+        what = "Digest" if planned.kind == MessageKind.DIGEST else "Operator digest"
+        click.echo(f"{what} {verb} {planned.recipient}: {planned.changes} change(s) on "
+                   f"{planned.trials} trial(s): {planned.subject}")
+    summary = (f"{len(done.planned.planned)} digest(s) {'planned' if dry_run else 'queued'}; "
+               f"{done.planned.nothing_new} subscriber(s) had nothing new; "
+               f"{done.planned.not_due} not due")
+    delivered = done.delivered
+    if delivered is None:
         click.echo(summary + ". Dry run: nothing was queued or sent.")
         return
-    delivered = _deliver(app, folder if folder else (app.settings.digest_dir if to_files
-                                                       else None))
-    how = "written" if to_files else "sent"
+    how = "written" if done.to_files else "sent"
     click.echo(f"{summary}; {delivered.sent} {how}, {delivered.failed} failed, "
                f"{delivered.unknown} unknown, {delivered.left} still queued.")
     if delivered.recovered:
@@ -214,8 +221,8 @@ def digest_command(app: App, mode: str | None, folder: Path | None, dry_run: boo
                    err=True)
     if delivered.left:
         raise TransientSendError(f"The mail server keeps refusing for now "
-                                 f"({delivered.errors[-1]}); {delivered.left} message(s) stay "
-                                 "queued for the next run.")
+                                 f"({delivered.errors[-1] if delivered.errors else '?'}); "
+                                 f"{delivered.left} message(s) stay queued for the next run.")
 
 
 @cli.command("outbox")
@@ -225,22 +232,27 @@ def digest_command(app: App, mode: str | None, folder: Path | None, dry_run: boo
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def outbox_command(app: App, retry_id: int | None, show_all: bool, as_json: bool) -> None:
-    """List messages that are queued, failed or of unknown outcome."""
+    """List messages that are queued, failed or of unknown outcome.
+
+    \b
+    Examples:
+      tracker outbox
+      tracker outbox --retry 12
+    """
     if retry_id is not None:
-        message = outbox.retry(app.store, retry_id)
-        result = _deliver(app, None, ids=[retry_id])
+        message, result = jobs.retry(app.context(write=True), retry_id)
         click.echo(f"Message {retry_id} to {message.recipient}: "
                    f"{'delivered' if result.sent else 'still not delivered'}.")
         return
-    rows = outbox.messages(app.store, () if show_all else ("queued", "sending", "failed",
-                                                           "unknown"))
+    ctx = app.context()
+    rows = outbox.messages(ctx.db, () if show_all else outbox.PENDING)
     if as_json:
         click.echo(json.dumps([{
             "id": m.id, "kind": m.kind, "recipient": m.recipient, "subject": m.subject,
             "status": m.status, "attempts": m.attempts, "error": m.error,
-            "created_at": m.created_at.isoformat(),
+            "message_id": m.message_id, "created_at": m.created_at.isoformat(),
             "sent_at": m.sent_at.isoformat() if m.sent_at else None,
-        } for m in rows], indent=2))
+        } for m in rows], indent=2, ensure_ascii=False))
         return
     if not rows:
         click.echo("The outbox is empty: every message was delivered.")
@@ -249,13 +261,45 @@ def outbox_command(app: App, retry_id: int | None, show_all: bool, as_json: bool
         click.echo(f"{m.id:>6}  {m.status:<8} {m.kind:<8} {m.recipient:<32} {m.subject}")
         if m.error:
             click.echo(f"        {m.error}")
+    if not show_all and any(m.status == MessageStatus.UNKNOWN for m in rows):
+        click.echo("'tracker outbox --retry ID' sends a message of unknown outcome again.")
 
 
-def _deliver(app: App, folder: Path | None, ids: list[int] | None = None) -> DrainResult:
-    transport: Transport
-    if folder is not None or not app.settings.smtp_configured:
-        transport = FileTransport(folder or app.settings.digest_dir)
-    else:
-        transport = SmtpTransport(app.settings)
-    return drain(app.store, transport, ids=ids)
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_obj
+def serve_command(app: App, host: str, port: int) -> None:
+    """Serve the confirmation and unsubscribe pages that e-mails link to.
 
+    Put it behind your web server at TRACKER_PUBLIC_URL. Stop with Ctrl-C.
+
+    \b
+    Example:
+      tracker serve --port 8000
+    """
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from tracker.web import App as WebApp
+
+    app.settings.require_secret()
+    ctx = app.context(write=True)
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            # Request lines carry tokens; log the method and path only.
+            status = args[1] if len(args) > 1 else ""
+            click.echo(f"{self.command} {self.path.split('?')[0]} {status}", err=True)
+
+    try:
+        server = make_server(host, port, WebApp(ctx), handler_class=QuietHandler)
+    except OSError as error:
+        raise Failure(f"Cannot listen on {host}:{port}: {error.strerror}", 1) from error
+    click.echo(f"Serving confirmation and unsubscribe pages on http://{host}:{port}/ "
+               f"(links in e-mails point to {ctx.settings.public_url}). Ctrl-C stops.", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("Stopped.", err=True)
+    finally:
+        server.server_close()

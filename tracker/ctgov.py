@@ -33,6 +33,7 @@ from tracker.errors import (
     RetriesExhausted,
     Stopped,
 )
+from tracker.record import Record
 
 USER_AGENT = f"tracker/{__version__} (myositis clinical-trials tracker; python-httpx)"
 NCT_ID = re.compile(r"^NCT\d{8}$")
@@ -40,7 +41,6 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 RETRYABLE_STATUS = {429, *range(500, 600)}  # 429 and every 5xx (errors.py: ApiError is 4xx)
 
-Study = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class ApiVersion:
 @dataclass
 class Page:
     number: int
-    studies: list[Study]
+    studies: list[Record]
     total_count: int | None
     next_token: str | None
 

@@ -8,7 +8,7 @@ only through `clean_header` (subjects are built from counts and short, cleaned t
 from __future__ import annotations
 
 import os
-import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,17 +22,17 @@ from urllib.parse import urlencode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from tracker.config import Settings
-from tracker.models import ChangeEvent, Study, Subscriber
+from tracker.matching import describe, wants
+from tracker.models import ChangeEvent, MessageKind, Study, Subscriber
 from tracker.record import status_label
-from tracker.subscribers import describe, wants
-from tracker.views import HISTORY_URL, STUDY_URL, split
+from tracker.text import history_url, one_line, shorten, split_list, study_url
+from tracker.times import utc_time
 
 TEMPLATES = Path(os.environ.get("TRACKER_TEMPLATES_DIR", "")) if os.environ.get(
     "TRACKER_TEMPLATES_DIR") else Path(__file__).resolve().parents[1] / "templates"
 # Long lines rather than RFC 2047 encoded words: List-Unsubscribe URLs must stay readable.
 STALE_AFTER = timedelta(days=2)  # the registry refreshes every weekday
 POLICY = SMTP.clone(max_line_length=998)
-CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Freshness:
 
     def sentence(self) -> str:
         stamp = self.data_timestamp or "unknown"
-        when = f"{self.last_success:%Y-%m-%d %H:%M} UTC" if self.last_success else "never"
+        when = utc_time(self.last_success)
         return (f"Data from ClinicalTrials.gov as of {stamp} (registry data timestamp); "
                 f"last successful sync {when}.")
 
@@ -113,8 +113,7 @@ def plan_operator(recipient: str, events: Sequence[ChangeEvent],
 
 def clean_header(text: str, limit: int = 60) -> str:
     """Registry text made safe for a header: no control characters or line breaks, short."""
-    text = " ".join(CONTROL.sub(" ", text).split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return shorten(text, limit)
 
 
 def subject(digest: Digest) -> str:
@@ -165,19 +164,15 @@ class Renderer:
 def _trial_context(trial: Trial) -> dict[str, object]:
     s = trial.study
     return {
-        "title": " ".join(CONTROL.sub(" ", s.brief_title).split()),
+        "title": one_line(s.brief_title),
         "nct_id": s.nct_id,
         "status": status_label(s.overall_status),
-        "tags": ", ".join(split(s.subtypes) + split(s.therapies)),
-        "url": STUDY_URL.format(s.nct_id),
-        "history_url": HISTORY_URL.format(s.nct_id),
-        "changes": [{"plain": _one_line(e.plain or e.summary), "kind": e.kind,
-                     "summary": _one_line(e.summary)} for e in trial.events],
+        "tags": ", ".join(split_list(s.subtypes) + split_list(s.therapies)),
+        "url": study_url(s.nct_id),
+        "history_url": history_url(s.nct_id),
+        "changes": [{"plain": one_line(e.plain or e.summary), "kind": e.kind,
+                     "summary": one_line(e.summary)} for e in trial.events],
     }
-
-
-def _one_line(text: str) -> str:
-    return " ".join(CONTROL.sub(" ", text).split())
 
 
 def link(settings: Settings, action: str, token: str) -> str:
@@ -203,10 +198,15 @@ def message(settings: Settings, *, recipient: str, subject_line: str, text: str,
     return msg
 
 
-def message_id(settings: Settings, kind: str, *parts: object) -> str:
-    """Stable for the same digest window, so a digest is never queued twice."""
+def message_key(kind: MessageKind, *parts: object) -> str:
+    """What a message is about, e.g. "digest.7.120.164": the same key is never queued twice."""
+    return ".".join([kind, *(str(p) for p in parts)])
+
+
+def new_message_id(settings: Settings) -> str:
+    """A Message-ID unique across databases and resets: random, at the sender's domain."""
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
-    return f"<{kind}.{'.'.join(str(p) for p in parts)}@{domain}>"
+    return f"<{uuid.uuid4().hex}@{domain}>"
 
 
 def oldest_first(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:

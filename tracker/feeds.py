@@ -30,10 +30,11 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 from tracker import __version__
 from tracker.models import ChangeEvent, Study
+from tracker.text import one_line, shorten, split_list, study_url
+from tracker.times import as_utc
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -41,7 +42,6 @@ AUTHOR_NAME = "Myositis trials tracker"
 GENERATOR_NAME = "tracker"
 ENTRY_ID_PREFIX = "tag:tracker,2026:change/"
 SUBTYPE_SCHEME = "tag:tracker,2026:subtype"
-STUDY_URL = "https://clinicaltrials.gov/study/"
 TITLE_LIMIT = 100
 SEPARATOR = " — "
 
@@ -54,28 +54,10 @@ def xml_text(text: str | None) -> str:
     return _NOT_XML.sub("", text or "")
 
 
-def one_line(text: str | None) -> str:
-    """`text` on one line: characters XML cannot carry become spaces, and every run of
-    whitespace (line breaks included) becomes a single space."""
-    return " ".join(_NOT_XML.sub(" ", text or "").split())
-
-
-def short_title(title: str | None, limit: int = TITLE_LIMIT) -> str:
-    """A study title on one line, cut to `limit` characters with an ellipsis."""
-    text = one_line(title)
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def rfc3339(moment: datetime) -> str:
     """`moment` in UTC as an RFC 3339 date-time to the second; naive times are taken as UTC
     (SQLite hands stored times back without their zone)."""
     return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def study_url(nct_id: str) -> str:
-    """The study's page on ClinicalTrials.gov; the id is percent-encoded, so whatever it
-    holds the link stays one path segment under /study/."""
-    return STUDY_URL + quote(one_line(nct_id), safe="")
 
 
 def entry_id(event: ChangeEvent) -> str:
@@ -85,11 +67,6 @@ def entry_id(event: ChangeEvent) -> str:
     return f"{ENTRY_ID_PREFIX}{event.id}"
 
 
-def split_tags(joined: str | None) -> list[str]:
-    """A "|"-joined tag list as a list, without empty names."""
-    return [part for part in (joined or "").split("|") if part]
-
-
 def events_for_subtype(events: Iterable[ChangeEvent], studies: Mapping[str, Study],
                        subtype: str) -> list[ChangeEvent]:
     """The events (in their order) of studies tagged with exactly `subtype`; events of
@@ -97,7 +74,7 @@ def events_for_subtype(events: Iterable[ChangeEvent], studies: Mapping[str, Stud
     kept = []
     for event in events:
         study = studies.get(event.nct_id)
-        if study is not None and subtype in split_tags(study.subtypes):
+        if study is not None and subtype in split_list(study.subtypes):
             kept.append(event)
     return kept
 
@@ -160,7 +137,7 @@ def atom_feed(*, feed_id: str, title: str, self_url: str, alternate_url: str,
 def _entry(feed: ET.Element, event: ChangeEvent, study: Study | None,
            labels: Mapping[str, str]) -> None:
     sentence = one_line(event.plain) or one_line(event.summary)
-    name = short_title(study.brief_title) if study is not None else ""
+    name = shorten(study.brief_title, TITLE_LIMIT) if study is not None else ""
     entry = _child(feed, "entry")
     _child(entry, "id", entry_id(event))
     _child(entry, "title", f"{name or one_line(event.nct_id)}{SEPARATOR}{sentence}",
@@ -168,7 +145,7 @@ def _entry(feed: ET.Element, event: ChangeEvent, study: Study | None,
     _child(entry, "updated", rfc3339(event.detected_at))
     _child(entry, "link", rel="alternate", type="text/html", href=study_url(event.nct_id))
     terms: dict[str, str] = {}  # cleaned term -> tag, once each, none empty
-    for tag in split_tags(study.subtypes if study is not None else None):
+    for tag in split_list(study.subtypes if study is not None else None):
         terms.setdefault(one_line(tag), tag)
     terms.pop("", None)
     for term, tag in terms.items():
@@ -193,7 +170,7 @@ def _content(event: ChangeEvent, study: Study | None) -> str:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return as_utc(moment).astimezone(UTC)
 
 
 def _child(parent: ET.Element, name: str, text: str | None = None,

@@ -1,172 +1,261 @@
-"""The scheduled jobs: sync, digests and the weekly report, each ending in one `Outcome`.
+"""Every job the tracker does, one function each, called alike by the command line, the
+scheduler (`tracker run`) and the web pages: they only parse input and show the outcome.
 
-`tracker run` calls them from its scheduler; they are plain methods over settings and a store,
-so tests call them directly. Syncs that keep failing tell the operator once: after
-TRACKER_ALERT_AFTER failures in a row, one alert to TRACKER_ADMIN_EMAIL, and one more when a
-sync succeeds again. Each alert's Message-ID names the first failure of its run, so the outbox
-refuses a second copy however often the job runs.
+    sync(ctx)         fetch, diff, save; tell the operator when syncs keep failing
+    digests(ctx)      queue the due digests, then deliver the outbox
+    report(ctx)       write a week's report, the index and the feeds
+    deliver(ctx)      deliver what is queued (or some of it)
+    subscribe(ctx)    add or change a subscription; send the confirmation e-mail
+    confirm(ctx)      spend a confirmation token
+    unsubscribe(ctx)  end a subscription, by address or by a link's token
+
+A `Context` carries what they share: settings, the database, the vocabulary, the clock, a
+stop event and where warnings go. Jobs that can fail in the ordinary way (a registry or mail
+server down) return an `Outcome` saying so; a bad argument or setting raises TrackerError.
 """
 
 from __future__ import annotations
 
-import html
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
 
-from tracker import digest as render
-from tracker import outbox, report
+from tracker import alerts, notify, outbox, subscribers
+from tracker import report as reports
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient
-from tracker.errors import LockBusy, Stopped, TrackerError
-from tracker.mail import drain, transport_for
-from tracker.models import SyncRun
-from tracker.notify import operator_recipient, prepare_digests
-from tracker.store import Store, as_utc, utcnow
-from tracker.sync import SyncResult, sync
-from tracker.tags import Tagger
+from tracker.database import Database
+from tracker.errors import ConfigError, LockBusy, Stopped, TrackerError
+from tracker.mail import DrainResult, drain, transport_for
+from tracker.models import Job, OutboxMessage, RunStatus, Subscriber
+from tracker.store import Store
+from tracker.subscribers import Outcome as Subscription
+from tracker.subscribers import Preferences
+from tracker.sync import Progress, SyncResult
+from tracker.sync import sync as run_sync
+from tracker.tags import Tagger, Vocabulary, load_vocabulary
+from tracker.times import utcnow
+from tracker.tokens import UNSUBSCRIBE_MAX_AGE, Purpose, Token, read
 from tracker.views import sync_summary
+
+
+def _ignore(_message: str) -> None:
+    pass
+
+
+@dataclass
+class Context:
+    """What every job needs; built once per command, scheduler or web app."""
+
+    settings: Settings
+    db: Database
+    stop: threading.Event = field(default_factory=threading.Event)
+    clock: Callable[[], datetime] = utcnow
+    warn: Callable[[str], None] = _ignore
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.db)
+
+    @cached_property
+    def tagger(self) -> Tagger:
+        return Tagger(load_vocabulary(self.settings.vocabulary))
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self.tagger.vocabulary
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # ok | failed | skipped | interrupted
+    """How a job ended, in one line (logged by the scheduler, recorded for `status`)."""
+
+    status: RunStatus
     summary: str
 
 
-class Jobs:
-    def __init__(self, settings: Settings, store: Store, tagger: Tagger, *,
-                 stop: threading.Event | None = None,
-                 clock: Callable[[], datetime] = utcnow,
-                 warn: Callable[[str], None] | None = None) -> None:
-        self.settings = settings
-        self.store = store
-        self.tagger = tagger
-        self.stop = stop or threading.Event()
-        self.clock = clock
-        self.warn = warn or (lambda message: None)
-
-    def sync(self) -> Outcome:
-        client = CtGovClient(self.settings, stop=self.stop, on_retry=self.warn)
-        try:
-            result = sync(self.settings, self.store, client, tagger=self.tagger)
-        except Stopped as error:
-            return Outcome("interrupted", str(error))
-        except LockBusy as error:
-            return Outcome("skipped", str(error))
-        except Exception as error:
-            note = self._after_failure()
-            if not isinstance(error, TrackerError):
-                raise
-            return Outcome("failed", str(error) + note)
-        finally:
-            client.close()
-        summary, told = sync_summary(result), self._after_success(result)
-        return Outcome("ok", summary.rstrip(".") + told if told else summary)
-
-    def digests(self) -> Outcome:
-        now = self.clock()
-        to_files = not self.settings.smtp_configured
-        planned = prepare_digests(self.settings, self.store, now,
-                                  operator=operator_recipient(self.settings, to_files=to_files))
-        for error in planned.errors:
-            self.warn(error)
-        delivered = drain(self.store, transport_for(self.settings), stop=self.stop)
-        how = "sent" if self.settings.smtp_configured else "written"
-        summary = (f"{len(planned.planned)} digest(s) queued, {planned.nothing_new} with "
-                   f"nothing new, {planned.not_due} not due; {delivered.sent} {how}, "
-                   f"{delivered.failed} failed, {delivered.left} left queued")
-        if delivered.left and not self.stop.is_set():
-            return Outcome("failed", f"{summary} (the mail server refused for now: "
-                                     f"{delivered.errors[-1] if delivered.errors else '?'})")
-        return Outcome("ok", summary)
-
-    def report(self) -> Outcome:
-        now = self.clock()
-        week = report.Week.last_complete(now.astimezone(self.settings.timezone).date())
-        written = report.write(self.store, self.tagger.vocabulary, week,
-                               self.settings.report_dir, now,
-                               f"{self.settings.public_url}/reports")
-        return Outcome("ok", f"report for {week.name} written to {self.settings.report_dir}/ "
-                             f"({len(written)} files)")
-
-    # --- alerts ---------------------------------------------------------------------------
-
-    def _after_failure(self) -> str:
-        streak = self.store.failures_before()
-        if len(streak) < self.settings.alert_after:
-            return ""
-        if not self.settings.admin_email:
-            return (f" ({len(streak)} failed in a row; set TRACKER_ADMIN_EMAIL to be told by "
-                    "e-mail)")
-        subject, text = failing_alert(streak)
-        queued = self._queue_alert("failing", streak[0], subject, text)
-        told = "alert queued for" if queued else "already alerted:"
-        return f" ({len(streak)} failed in a row; {told} {self.settings.admin_email})"
-
-    def _after_success(self, result: SyncResult) -> str:
-        streak = self.store.failures_before(result.run_id)
-        if not streak or not self.settings.admin_email:
-            return ""
-        alerted = render.message_id(self.settings, "alert", "failing", streak[0].id)
-        if not any(m.message_id == alerted for m in outbox.messages(self.store)):
-            return ""
-        subject, text = recovered_alert(streak, result, self.clock())
-        self._queue_alert("recovered", streak[0], subject, text)
-        return "; the operator was told syncing works again"
-
-    def _queue_alert(self, kind: str, first: SyncRun, subject: str, text: str) -> bool:
-        """Queue and try to deliver one alert; False if it had been queued before."""
-        assert self.settings.admin_email is not None
-        now = self.clock()
-        message_id = render.message_id(self.settings, "alert", kind, first.id)
-        body = f'<pre style="font-family:monospace;white-space:pre-wrap">' \
-               f"{html.escape(text)}</pre>"
-        msg = render.message(self.settings, recipient=self.settings.admin_email,
-                             subject_line=subject, text=text, html=body,
-                             message_id=message_id, now=now)
-        queued = outbox.queue(self.store, {
-            "kind": "alert", "recipient": self.settings.admin_email, "subject": subject,
-            "message_id": message_id, "message": msg.as_bytes(), "text_body": text,
-            "html_body": body}, now=now)
-        if queued is None:
-            return False
-        try:
-            drain(self.store, transport_for(self.settings), ids=[queued], stop=self.stop)
-        except TrackerError as error:  # stays queued; the next digest run delivers it
-            self.warn(f"the alert to {self.settings.admin_email} is queued: {error}")
-        return True
+@dataclass(frozen=True)
+class Synced(Outcome):
+    result: SyncResult | None = None
+    error: TrackerError | None = None  # why it failed, was skipped or was interrupted
 
 
-def failing_alert(streak: list[SyncRun]) -> tuple[str, str]:
-    first, last = streak[0], streak[-1]
-    subject = f"Myositis trials tracker: {len(streak)} syncs in a row have failed"
-    text = (
-        f"The tracker has failed to update from ClinicalTrials.gov {len(streak)} times in a "
-        f"row, since {_when(first.started_at)}.\n\n"
-        f"Last error ({_when(last.finished_at or last.started_at)}):\n  {last.error}\n\n"
-        "Subscribers' digests and the weekly report now say that the data may be stale.\n"
-        "This is the only alert for this run of failures; you will get one more message when "
-        "a sync succeeds again.\n\n"
-        "To look into it: 'tracker status' and the service's log "
-        "(journalctl -u tracker if it runs under systemd).\n"
-    )
-    return subject, text
+@dataclass(frozen=True)
+class Digested(Outcome):
+    planned: notify.NotifyResult = field(default_factory=notify.NotifyResult)
+    delivered: DrainResult | None = None  # None for a dry run
+    to_files: bool = False
+    folder: Path | None = None
 
 
-def recovered_alert(streak: list[SyncRun], result: SyncResult,
-                    now: datetime) -> tuple[str, str]:
-    subject = "Myositis trials tracker: syncing works again"
-    text = (
-        f"A sync succeeded at {_when(now)} after {len(streak)} failed attempts in a row "
-        f"(the first at {_when(streak[0].started_at)}).\n\n"
-        f"{sync_summary(result)}\n"
-    )
-    return subject, text
+@dataclass(frozen=True)
+class Reported(Outcome):
+    week: reports.Week | None = None
+    folder: Path | None = None
+    written: list[Path] = field(default_factory=list)
 
 
-def _when(moment: datetime | None) -> str:
-    if moment is None:
-        return "an unknown time"
-    return f"{as_utc(moment).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+@dataclass(frozen=True)
+class Subscribed:
+    subscriber: Subscriber
+    outcome: Subscription
+    confirmation: DrainResult | None = None  # the confirmation e-mail's delivery, if one
+
+
+# --- the scheduled jobs ----------------------------------------------------------------------
+
+def sync(ctx: Context, *, full: bool = False, progress: Progress | None = None) -> Synced:
+    """One sync. Failures are recorded and, after TRACKER_ALERT_AFTER in a row, told to the
+    operator once (see `tracker.alerts`); a bug still raises, after being counted."""
+    client = CtGovClient(ctx.settings, stop=ctx.stop, on_retry=ctx.warn)
+    try:
+        result = run_sync(ctx.settings, ctx.store, client, ctx.tagger, full=full,
+                          progress=progress)
+    except Stopped as error:
+        return Synced(RunStatus.INTERRUPTED, str(error), error=error)
+    except LockBusy as error:
+        return Synced(RunStatus.SKIPPED, str(error), error=error)
+    except Exception as error:
+        note, alert = alerts.after_failure(ctx.settings, ctx.db, ctx.clock())
+        _deliver_alert(ctx, alert)
+        if not isinstance(error, TrackerError):
+            raise
+        return Synced(RunStatus.FAILED, str(error) + note, error=error)
+    finally:
+        client.close()
+    note, alert = alerts.after_success(ctx.settings, ctx.db, result, ctx.clock())
+    _deliver_alert(ctx, alert)
+    summary = sync_summary(result)
+    return Synced(RunStatus.OK, summary.rstrip(".") + note if note else summary, result=result)
+
+
+def digests(ctx: Context, *, send: bool = False, folder: Path | None = None,
+            dry_run: bool = False) -> Digested:
+    """Queue every due digest (and the operator's), then deliver everything queued.
+
+    By SMTP when a mail server is configured (required with `send`), else as files in
+    TRACKER_DIGEST_DIR; as files in `folder` when it is given."""
+    settings = ctx.settings
+    if send and folder is not None:
+        raise ConfigError("Choose sending or writing files, not both.")
+    if send and not settings.smtp_configured:
+        raise ConfigError("Sending needs TRACKER_SMTP_HOST (and usually TRACKER_SMTP_USER and "
+                          "TRACKER_SMTP_PASSWORD); see config.example.env.")
+    to_files = folder is not None or not settings.smtp_configured
+    target = folder or (settings.digest_dir if to_files else None)
+    planned = notify.prepare_digests(
+        settings, ctx.store, ctx.clock(),
+        operator=notify.operator_recipient(settings, to_files=to_files), dry_run=dry_run)
+    for error in planned.errors:
+        ctx.warn(error)
+    queued = (f"{len(planned.planned)} digest(s) {'planned' if dry_run else 'queued'}, "
+              f"{planned.nothing_new} with nothing new, {planned.not_due} not due")
+    if dry_run:
+        return Digested(RunStatus.OK, queued, planned=planned, to_files=to_files,
+                        folder=target)
+    delivered = drain(ctx.db, transport_for(settings, folder if to_files else None),
+                      stop=ctx.stop)
+    how = "written" if to_files else "sent"
+    summary = (f"{queued}; {delivered.sent} {how}, {delivered.failed} failed, "
+               f"{delivered.unknown} unknown, {delivered.left} left queued")
+    status = RunStatus.OK
+    if delivered.left and not ctx.stop.is_set():
+        status = RunStatus.FAILED
+        summary += f" (not delivered for now: {delivered.errors[-1] if delivered.errors else '?'})"
+    return Digested(status, summary, planned=planned, delivered=delivered, to_files=to_files,
+                    folder=target)
+
+
+def report(ctx: Context, week: reports.Week | None = None,
+           folder: Path | None = None) -> Reported:
+    """Write a week's report (default: the last complete week in TRACKER_TIMEZONE) into
+    `folder` (default: TRACKER_REPORT_DIR), with the index of weeks and the feeds."""
+    now = ctx.clock()
+    week = week or reports.Week.last_complete(now.astimezone(ctx.settings.timezone).date())
+    folder = folder or ctx.settings.report_dir
+    written = reports.write(ctx.store, ctx.vocabulary, week, folder, now,
+                            f"{ctx.settings.public_url}/reports")
+    return Reported(RunStatus.OK, f"report for {week.name} written to {folder}/ "
+                                  f"({len(written)} files)", week=week, folder=folder,
+                    written=written)
+
+
+SCHEDULED: dict[Job, Callable[[Context], Outcome]] = {
+    Job.SYNC: sync, Job.DIGESTS: digests, Job.REPORT: report,
+}
+
+
+# --- delivery ----------------------------------------------------------------------------------
+
+def deliver(ctx: Context, ids: list[int] | None = None,
+            folder: Path | None = None) -> DrainResult:
+    """Deliver queued messages (only `ids`, if given) by the configured transport."""
+    return drain(ctx.db, transport_for(ctx.settings, folder), ids=ids, stop=ctx.stop)
+
+
+def retry(ctx: Context, message_id: int) -> tuple[OutboxMessage, DrainResult]:
+    """Queue a failed or unknown message again, at an operator's request, and deliver it."""
+    message = outbox.retry(ctx.db, message_id)
+    return message, drain(ctx.db, transport_for(ctx.settings), ids=[message_id], stop=ctx.stop)
+
+
+def _deliver_alert(ctx: Context, outbox_id: int | None) -> None:
+    if outbox_id is None:
+        return
+    try:
+        result = drain(ctx.db, transport_for(ctx.settings), ids=[outbox_id], stop=ctx.stop)
+    except LockBusy:  # another sender is at work; the next digest run delivers it
+        result = DrainResult(left=1, errors=["another send was running"])
+    if result.left:
+        ctx.warn(f"the alert to {ctx.settings.admin_email} is queued, not yet sent: "
+                 f"{result.errors[-1] if result.errors else 'see tracker outbox'}")
+
+
+# --- what a subscriber does --------------------------------------------------------------------
+
+def subscribe(ctx: Context, email: str, preferences: Preferences, *,
+              confirmed: bool = False) -> Subscribed:
+    """Add or change a subscription. Unless `confirmed` (an operator's word), the address
+    gets a confirmation e-mail and nothing else until it is confirmed."""
+    address = subscribers.normalise_address(email)
+    if not confirmed:
+        ctx.settings.require_secret()
+    now = ctx.clock()
+    subscriber, outcome = subscribers.subscribe(ctx.db, address, preferences,
+                                                confirmed=confirmed, now=now)
+    if subscriber.confirmed_at is not None:
+        return Subscribed(subscriber, outcome)
+    queued = notify.queue_confirmation(ctx.settings, ctx.store, subscriber, now)
+    try:
+        delivered = drain(ctx.db, transport_for(ctx.settings),
+                          ids=[queued] if queued else [], stop=ctx.stop)
+    except LockBusy as error:
+        delivered = DrainResult(left=1, errors=[str(error)])
+    return Subscribed(subscriber, outcome, delivered)
+
+
+def read_token(ctx: Context, purpose: Purpose, token: str) -> Token:
+    """A link's token, checked (signature, expiry), without acting on it."""
+    max_age = ctx.settings.confirm_days * 86400 if purpose is Purpose.CONFIRM \
+        else UNSUBSCRIBE_MAX_AGE
+    return read(ctx.settings.require_secret(), purpose, token, max_age=max_age)
+
+
+def confirm(ctx: Context, token: str) -> Subscriber:
+    return subscribers.confirm(ctx.db, read_token(ctx, Purpose.CONFIRM, token), ctx.clock())
+
+
+def unsubscribe(ctx: Context, email: str) -> tuple[Subscriber, bool]:
+    """End `email`'s subscription; the bool says whether it was still active."""
+    subscriber = subscribers.find(ctx.db, email)
+    assert subscriber.id is not None
+    return subscriber, subscribers.unsubscribe(ctx.db, subscriber.id, ctx.clock())
+
+
+def unsubscribe_link(ctx: Context, token: str) -> tuple[Token, bool]:
+    """End the subscription an unsubscribe link names."""
+    parsed = read_token(ctx, Purpose.UNSUBSCRIBE, token)
+    return parsed, subscribers.unsubscribe(ctx.db, parsed.subscriber_id, ctx.clock())

@@ -21,39 +21,26 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
+from tracker import outbox
 from tracker.config import Settings
-from tracker.errors import TrackerError
-from tracker.lock import named_lock
-from tracker.models import OutboxMessage
-from tracker.outbox import mark, queued, recover_interrupted
-from tracker.store import Store, utcnow
+from tracker.database import Database
+from tracker.errors import (
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+    UnknownOutcome,
+    Unreachable,
+)
+from tracker.lock import Lock, hold
+from tracker.models import MessageKind, MessageStatus, OutboxMessage
+from tracker.times import utcnow
 
 SEND_ATTEMPTS = 4
 BACKOFF_BASE = 2.0
 
 
-class SendError(TrackerError):
-    """Base of delivery errors; the message says what the server answered."""
-
-
-class TransientSendError(SendError):
-    pass
-
-
-class Unreachable(TransientSendError):
-    """The mail server cannot be reached at all: no point trying the next message now."""
-
-
-class PermanentSendError(SendError):
-    pass
-
-
-class UnknownOutcome(SendError):
-    pass
-
-
 class Transport(Protocol):
-    kinds: tuple[str, ...] | None  # the message kinds it delivers (None: all)
+    kinds: tuple[MessageKind, ...] | None  # the message kinds it delivers (None: all)
 
     def open(self) -> None: ...
     def ensure_open(self) -> None: ...
@@ -96,7 +83,7 @@ class SmtpTransport:
     settings: Settings
     connection: Any = None
     tls_context: ssl.SSLContext | None = None  # default: the system's trusted certificates
-    kinds: tuple[str, ...] | None = ("digest", "confirm", "alert", "operator")
+    kinds: tuple[MessageKind, ...] | None = tuple(MessageKind)
 
     def ensure_open(self) -> None:
         if self.connection is None:
@@ -171,7 +158,7 @@ class FileTransport:
 
     folder: Path
     written: list[Path] = field(default_factory=list)
-    kinds: tuple[str, ...] | None = None
+    kinds: tuple[MessageKind, ...] | None = None
 
     def ensure_open(self) -> None:
         pass
@@ -202,8 +189,8 @@ class DrainResult:
     sent: int = 0
     failed: int = 0
     unknown: int = 0
-    left: int = 0
-    recovered: int = 0
+    left: int = 0  # still queued: refused for now, or the server could not be reached
+    recovered: int = 0  # found mid-send from an earlier, dead sender: now unknown
     errors: list[str] = field(default_factory=list)
 
 
@@ -215,25 +202,37 @@ def _carries(transport: Transport, message: OutboxMessage) -> bool:
     return message.kind in transport.kinds and "@" in message.recipient
 
 
-def drain(store: Store, transport: Transport, *, ids: list[int] | None = None,
+def drain(db: Database, transport: Transport, *, ids: list[int] | None = None,
           sleep: Callable[[float], None] = time.sleep,
           on_progress: Callable[[int, int], None] | None = None,
           stop: threading.Event | None = None) -> DrainResult:
-    """Deliver queued messages in order; one sender at a time (others exit at once).
-    When `stop` is set, the batch ends after the message in hand; the rest stay queued."""
+    """Deliver queued messages in order; one sender at a time (others get LockBusy).
+
+    Never raises for a delivery problem: what happened to each message is recorded on it and
+    counted in the result. When `stop` is set, the batch ends after the message in hand; the
+    rest stay queued.
+    """
     result = DrainResult()
-    with named_lock(store, "send"):
-        result.recovered = recover_interrupted(store)
-        pending = [m for m in queued(store, ids) if _carries(transport, m)]
+    with hold(db, Lock.SEND):
+        result.recovered = outbox.recover_interrupted(db)
+        pending = [m for m in outbox.queued(db, ids) if _carries(transport, m)]
         if not pending:
             return result
-        transport.open()
+        try:
+            transport.open()
+        except SendError as error:
+            # Nothing was handed over (no server, a refused login, an unwritable folder): every
+            # message stays queued for the next run, with the attempt and the reason on it.
+            outbox.failed_attempt(db, [m.id for m in pending if m.id is not None], str(error))
+            result.left = len(pending)
+            result.errors.append(str(error))
+            return result
         try:
             for number, message in enumerate(pending, 1):
                 if stop is not None and stop.is_set():
                     result.left += len(pending) - number + 1
                     break
-                outcome = _deliver_one(store, transport, message, sleep)
+                outcome = _deliver_one(db, transport, message, sleep)
                 if outcome == "unreachable":
                     result.left += len(pending) - number + 1
                     result.errors.append(message.error or "")
@@ -243,6 +242,8 @@ def drain(store: Store, transport: Transport, *, ids: list[int] | None = None,
                     result.errors.append(message.error or "")
                     continue
                 setattr(result, outcome, getattr(result, outcome) + 1)
+                if outcome == "failed":
+                    result.errors.append(message.error or "")
                 if on_progress:
                     on_progress(number, len(pending))
         finally:
@@ -250,7 +251,7 @@ def drain(store: Store, transport: Transport, *, ids: list[int] | None = None,
     return result
 
 
-def _deliver_one(store: Store, transport: Transport, message: OutboxMessage,
+def _deliver_one(db: Database, transport: Transport, message: OutboxMessage,
                  sleep: Callable[[float], None]) -> str:
     assert message.id is not None
     error = ""
@@ -258,23 +259,24 @@ def _deliver_one(store: Store, transport: Transport, message: OutboxMessage,
     for attempt in range(SEND_ATTEMPTS):
         try:
             transport.ensure_open()  # before 'sending': a failed connect hands nothing over
-            mark(store, message.id, "sending", attempt=True)
+            outbox.mark(db, message.id, MessageStatus.SENDING, attempt=True)
             transport.deliver(message)
         except TransientSendError as failure:
             error = str(failure)
             unreachable = isinstance(failure, Unreachable)
-            mark(store, message.id, "queued", error=error)
+            outbox.mark(db, message.id, MessageStatus.QUEUED, error=error)
             if attempt < SEND_ATTEMPTS - 1:
                 delay = BACKOFF_BASE * 2 ** attempt
                 sleep(delay / 2 + random.random() * delay / 2)
             continue
         except PermanentSendError as failure:
-            mark(store, message.id, "failed", error=str(failure))
+            message.error = str(failure)
+            outbox.mark(db, message.id, MessageStatus.FAILED, error=str(failure))
             return "failed"
         except UnknownOutcome as failure:
-            mark(store, message.id, "unknown", error=str(failure))
+            outbox.mark(db, message.id, MessageStatus.UNKNOWN, error=str(failure))
             return "unknown"
-        mark(store, message.id, "sent", now=utcnow())
+        outbox.mark(db, message.id, MessageStatus.SENT, now=utcnow())
         return "sent"
     message.error = error
     return "unreachable" if unreachable else "left"
@@ -288,8 +290,9 @@ def _reason(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def transport_for(settings: Settings) -> Transport:
-    """SMTP when a mail server is configured, files in TRACKER_DIGEST_DIR otherwise."""
-    if settings.smtp_configured:
+def transport_for(settings: Settings, folder: Path | None = None) -> Transport:
+    """Files in `folder` when given; else SMTP when a mail server is configured, and files
+    in TRACKER_DIGEST_DIR otherwise."""
+    if folder is None and settings.smtp_configured:
         return SmtpTransport(settings)
-    return FileTransport(settings.digest_dir)
+    return FileTransport(folder or settings.digest_dir)

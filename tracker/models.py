@@ -8,16 +8,90 @@
 - `SyncRun`: every sync, successful or not, with its counts and its error.
 - `JobRun`: every run of a scheduled job, with its outcome.
 
-New columns are added to an existing database on start-up (`store.upgrade_schema`), so every
-column added later must be nullable or have a default.
+The words stored in status and kind columns are `StrEnum`s here, so code compares with
+`RunStatus.OK`, never a bare "ok". The schema changes only through Alembic migrations
+(`tracker/migrations/`); a new column needs a migration beside its field here.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
+
+
+class RunStatus(StrEnum):
+    """How a sync or a scheduled job run ended (or that it is still running)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    SKIPPED = "skipped"  # nothing to do: registry data unchanged, or another run held the lock
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped on purpose, or the process died
+
+
+class SyncMode(StrEnum):
+    BASELINE = "baseline"  # the first sync of a query: every study, no "new" events
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    SKIPPED = "skipped"
+
+
+class Job(StrEnum):
+    """The scheduled jobs of `tracker run`, in catch-up order."""
+
+    SYNC = "sync"
+    DIGESTS = "digests"
+    REPORT = "report"
+
+
+class ChangeKind(StrEnum):
+    NEW = "new"
+    REMOVED = "removed"
+    STATUS = "status"
+    RESULTS_POSTED = "results_posted"
+    SITE_ADDED = "site_added"
+    SITE_REMOVED = "site_removed"
+    ENROLLMENT = "enrollment"
+    DATES = "dates"
+    ELIGIBILITY = "eligibility"
+    INTERVENTIONS = "interventions"
+    OUTCOMES = "outcomes"
+    PHASE = "phase"
+    CONTACTS = "contacts"
+    SPONSOR = "sponsor"
+    TITLE = "title"
+    OTHER = "other"
+
+
+class MessageKind(StrEnum):
+    DIGEST = "digest"  # a subscriber's digest
+    CONFIRM = "confirm"  # the double opt-in e-mail
+    OPERATOR = "operator"  # every change, for the operator
+    ALERT = "alert"  # syncs keep failing, or work again
+
+
+class MessageStatus(StrEnum):
+    """queued -> sending -> sent; or failed (permanent refusal), or unknown (the process
+    stopped while the server held the message: it may or may not have been delivered)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class Cadence(StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class ChangeSet(StrEnum):
+    PATIENT = "patient"  # what matters to someone looking to join a trial
+    ALL = "all"
 
 
 class Study(SQLModel, table=True):
@@ -90,7 +164,7 @@ class ChangeEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     sync_run_id: int = Field(index=True)
     nct_id: str = Field(max_length=11)
-    kind: str = Field(index=True, max_length=20)
+    kind: str = Field(index=True, max_length=20)  # a ChangeKind
     field: str
     old_value: str | None = Field(default=None, sa_column=Column(Text))
     new_value: str | None = Field(default=None, sa_column=Column(Text))
@@ -107,9 +181,8 @@ class SyncRun(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     started_at: datetime
     finished_at: datetime | None = None
-    # running | ok | skipped | failed | interrupted (stopped on purpose, or the process died)
-    status: str = Field(default="running", index=True)
-    mode: str = "full"  # full | incremental | baseline
+    status: str = Field(default=RunStatus.RUNNING, index=True)  # a RunStatus
+    mode: str = SyncMode.FULL  # a SyncMode
     query: str = Field(sa_column=Column(Text, nullable=False))
     data_timestamp: str | None = None
     since: str | None = None
@@ -139,8 +212,8 @@ class Subscriber(SQLModel, table=True):
     radius_km: float | None = None
     children: bool = False
     recruiting_only: bool = False
-    changes: str = "patient"  # patient | all
-    cadence: str = "weekly"  # daily | weekly
+    changes: str = ChangeSet.PATIENT  # a ChangeSet
+    cadence: str = Cadence.WEEKLY  # a Cadence
     created_at: datetime
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
@@ -156,23 +229,25 @@ class Subscriber(SQLModel, table=True):
 class OutboxMessage(SQLModel, table=True):
     """A rendered e-mail waiting to be delivered, queued in the transaction that made it.
 
-    status: queued -> sending -> sent; or failed (permanent refusal), or unknown (the process
-    stopped while the server held the message: it may or may not have been delivered, so it is
-    not sent again without an operator's say-so).
+    `status` is a MessageStatus: an unknown outcome is not sent again without an operator's
+    say-so.
     """
 
     __tablename__ = "outbox"
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=20)  # digest | confirm | operator
+    kind: str = Field(max_length=20)  # a MessageKind
     subscriber_id: int | None = Field(default=None, index=True)
     recipient: str = Field(sa_column=Column(Text, nullable=False))
     subject: str = Field(sa_column=Column(Text, nullable=False))
+    # What the message is about ("digest.7.120.164": subscriber 7, events 121-164), so the
+    # same digest or alert is never queued twice; the Message-ID itself is random.
+    key: str | None = Field(default=None, sa_column=Column(Text, unique=True))
     message_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     message: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     text_body: str = Field(sa_column=Column(Text, nullable=False))
     html_body: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(default="queued", index=True)
+    status: str = Field(default=MessageStatus.QUEUED, index=True)
     attempts: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text))
     events: int = 0
@@ -196,8 +271,8 @@ class JobRun(SQLModel, table=True):
     __tablename__ = "job_run"
 
     id: int | None = Field(default=None, primary_key=True)
-    job: str = Field(index=True, max_length=20)  # sync | digests | report
+    job: str = Field(index=True, max_length=20)  # a Job
     started_at: datetime
     finished_at: datetime | None = None
-    status: str = "running"  # running | ok | failed | skipped | interrupted
+    status: str = RunStatus.RUNNING  # a RunStatus
     summary: str | None = Field(default=None, sa_column=Column(Text))

@@ -1,32 +1,36 @@
-"""The notify job: for each subscriber whose day has come (`subscribers.is_due`), queue a
-digest of the changes since their last one; then the sender delivers the outbox.
+"""Queue digests: for each subscriber whose day has come (`matching.is_due`), a digest of the
+changes since their last one; an operator digest of every change; a confirmation e-mail.
 
 Queueing and advancing the window happen in one transaction per subscriber (see outbox), so
 a crash between subscribers loses nothing and a rerun never queues the same digest twice.
-One subscriber's failure is recorded and the run goes on.
+One subscriber's failure is recorded and the run goes on. Delivery is the sender's business
+(`mail.drain`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parseaddr
 
 from tracker import digest as render
-from tracker import outbox
+from tracker import outbox, runs, subscribers
 from tracker.config import Settings
-from tracker.models import Study, Subscriber
-from tracker.store import Store, as_utc, utcnow
-from tracker.subscribers import is_due
-from tracker.tokens import make
-from tracker.views import failed_since
+from tracker.errors import WindowMoved
+from tracker.matching import is_due
+from tracker.models import MessageKind, RunStatus, Subscriber, SyncRun
+from tracker.store import Store
+from tracker.times import as_utc, utcnow
+from tracker.tokens import Purpose, make
 
 OPERATOR = "operator"  # the recipient of a file-mode operator digest: its file names
+CONFIRM_SUBJECT = "Please confirm your subscription to myositis trial updates"
 
 
 @dataclass
 class Planned:
     recipient: str
-    kind: str
+    kind: MessageKind
     subject: str
     changes: int
     trials: int
@@ -41,10 +45,17 @@ class NotifyResult:
     errors: list[str] = field(default_factory=list)
 
 
+def failed_since(failed: SyncRun | None, ok: SyncRun | None) -> bool:
+    """Whether the latest sync failed (a failure newer than the latest success)."""
+    if failed is None or failed.id is None:
+        return False
+    return ok is None or ok.id is None or failed.id > ok.id
+
+
 def freshness(store: Store, now: datetime | None = None) -> render.Freshness:
-    ok = store.last_run("ok", "skipped")
-    failed = store.last_run("failed")
-    streak = store.failures_before()
+    ok = runs.last_sync(store.db, *runs.SUCCEEDED)
+    failed = runs.last_sync(store.db, RunStatus.FAILED)
+    streak = runs.failures_before(store.db)
     last_success = as_utc(ok.finished_at) if ok and ok.finished_at else None
     stale = last_success is not None and (now or utcnow()) - last_success > render.STALE_AFTER
     return render.Freshness(ok.data_timestamp if ok else None, last_success,
@@ -71,7 +82,7 @@ def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator
     renderer = render.Renderer(settings)
     fresh = freshness(store, now)
     due = []
-    for subscriber in outbox.subscribers(store):
+    for subscriber in subscribers.listing(store.db):
         if is_due(subscriber, now, settings.timezone, settings.weekly_day):
             due.append(subscriber)
         else:
@@ -83,7 +94,7 @@ def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator
         try:
             planned = _subscriber_digest(settings, store, renderer, fresh, subscriber, secret,
                                          now, dry_run)
-        except outbox.WindowMoved as error:
+        except WindowMoved as error:
             result.errors.append(str(error))
             continue
         if planned is None:
@@ -100,68 +111,67 @@ def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator
 def _subscriber_digest(settings: Settings, store: Store, renderer: render.Renderer,
                        fresh: render.Freshness, subscriber: Subscriber, secret: str,
                        now: datetime, dry_run: bool) -> Planned | None:
-    events = outbox.events_after(store, subscriber.last_event_id)
+    events = store.events_after(subscriber.last_event_id)
     studies = store.studies(e.nct_id for e in events)
     digest = render.plan(subscriber, events, studies)
     if digest is None:
         if not dry_run:
             # Served even so: a change arriving later waits for their next day.
             window_end = max((e.id or 0 for e in events), default=subscriber.last_event_id)
-            outbox.skip_window(store, subscriber, window_end, now)
+            subscribers.served_without_digest(store.db, subscriber, window_end, now)
         return None
     assert subscriber.id is not None
-    token = make(secret, "unsubscribe", subscriber.id, subscriber.email)
+    token = make(secret, Purpose.UNSUBSCRIBE, subscriber.id, subscriber.email)
     unsubscribe_url = render.link(settings, "unsubscribe", token)
     subject = render.subject(digest)
-    planned = Planned(subscriber.email, "digest", subject, digest.change_count,
+    planned = Planned(subscriber.email, MessageKind.DIGEST, subject, digest.change_count,
                       len(digest.trials))
     if dry_run:
         return planned
     text, html = renderer.digest(digest, fresh, unsubscribe_url)
-    message_id = render.message_id(settings, "digest", subscriber.id, subscriber.last_event_id,
-                                   digest.window_end)
+    message_id = render.new_message_id(settings)
     msg = render.message(settings, recipient=subscriber.email, subject_line=subject, text=text,
                          html=html, message_id=message_id, now=now,
                          unsubscribe_url=unsubscribe_url)
-    planned.outbox_id = outbox.queue(store, {
-        "kind": "digest", "subscriber_id": subscriber.id, "recipient": subscriber.email,
-        "subject": subject, "message_id": message_id, "message": msg.as_bytes(),
-        "text_body": text, "html_body": html, "events": digest.change_count,
-        "window_end": digest.window_end,
-    }, subscriber=subscriber, window_end=digest.window_end, now=now)
+    draft = outbox.Draft(
+        kind=MessageKind.DIGEST,
+        key=render.message_key(MessageKind.DIGEST, subscriber.id, subscriber.last_event_id,
+                               digest.window_end),
+        recipient=subscriber.email, subject=subject, message_id=message_id,
+        message=msg.as_bytes(), text_body=text, html_body=html, subscriber_id=subscriber.id,
+        events=digest.change_count, window_end=digest.window_end)
+    planned.outbox_id = outbox.queue(store.db, draft, now=now,
+                                     window=outbox.Window(subscriber, digest.window_end))
     return planned
 
 
 def _operator_digest(settings: Settings, store: Store, renderer: render.Renderer,
                      fresh: render.Freshness, recipient: str, now: datetime, dry_run: bool
                      ) -> Planned | None:
-    start = outbox.operator_window(store)
-    events = outbox.events_after(store, start)
-    studies: dict[str, Study] = store.studies(e.nct_id for e in events)
+    start = outbox.operator_window(store.db)
+    events = store.events_after(start)
+    studies = store.studies(e.nct_id for e in events)
     digest = render.plan_operator(recipient, events, studies)
     if digest is None:
         return None
     subject = render.subject(digest)
-    planned = Planned(recipient, "operator", subject, digest.change_count, len(digest.trials))
+    planned = Planned(recipient, MessageKind.OPERATOR, subject, digest.change_count,
+                      len(digest.trials))
     if dry_run:
         return planned
     text, html = renderer.digest(digest, fresh, None)
-    message_id = render.message_id(settings, "operator", start, digest.window_end)
-    address = _operator_address(settings) if recipient == OPERATOR else recipient
+    message_id = render.new_message_id(settings)
+    address = parseaddr(settings.mail_from)[1] if recipient == OPERATOR else recipient
     msg = render.message(settings, recipient=address, subject_line=subject,
                          text=text, html=html, message_id=message_id, now=now)
-    planned.outbox_id = outbox.queue(store, {
-        "kind": "operator", "recipient": recipient, "subject": subject,
-        "message_id": message_id, "message": msg.as_bytes(), "text_body": text,
-        "html_body": html, "events": digest.change_count, "window_end": digest.window_end,
-    }, now=now)
+    draft = outbox.Draft(
+        kind=MessageKind.OPERATOR,
+        key=render.message_key(MessageKind.OPERATOR, start, digest.window_end),
+        recipient=recipient, subject=subject, message_id=message_id, message=msg.as_bytes(),
+        text_body=text, html_body=html, events=digest.change_count,
+        window_end=digest.window_end)
+    planned.outbox_id = outbox.queue(store.db, draft, now=now)
     return planned
-
-
-def _operator_address(settings: Settings) -> str:
-    from email.utils import parseaddr
-
-    return parseaddr(settings.mail_from)[1]
 
 
 def queue_confirmation(settings: Settings, store: Store, subscriber: Subscriber,
@@ -169,16 +179,16 @@ def queue_confirmation(settings: Settings, store: Store, subscriber: Subscriber,
     """Queue the double opt-in e-mail; nothing else is sent until it is confirmed."""
     assert subscriber.id is not None
     secret = settings.require_secret()
-    token = make(secret, "confirm", subscriber.id, subscriber.email)
+    token = make(secret, Purpose.CONFIRM, subscriber.id, subscriber.email)
     url = render.link(settings, "confirm", token)
     text, html = render.Renderer(settings).confirmation(subscriber, url)
-    subject = "Please confirm your subscription to myositis trial updates"
-    message_id = render.message_id(settings, "confirm", subscriber.id,
-                                   int(now.timestamp() * 1000))
-    msg = render.message(settings, recipient=subscriber.email, subject_line=subject, text=text,
-                         html=html, message_id=message_id, now=now)
-    return outbox.queue(store, {
-        "kind": "confirm", "subscriber_id": subscriber.id, "recipient": subscriber.email,
-        "subject": subject, "message_id": message_id, "message": msg.as_bytes(),
-        "text_body": text, "html_body": html,
-    }, now=now)
+    message_id = render.new_message_id(settings)
+    msg = render.message(settings, recipient=subscriber.email, subject_line=CONFIRM_SUBJECT,
+                         text=text, html=html, message_id=message_id, now=now)
+    draft = outbox.Draft(
+        kind=MessageKind.CONFIRM,
+        key=render.message_key(MessageKind.CONFIRM, subscriber.id,
+                               int(now.timestamp() * 1000)),
+        recipient=subscriber.email, subject=CONFIRM_SUBJECT, message_id=message_id,
+        message=msg.as_bytes(), text_body=text, html_body=html, subscriber_id=subscriber.id)
+    return outbox.queue(store.db, draft, now=now)

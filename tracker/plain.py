@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracker.diff import Change
-from tracker.record import PHASE_LABELS, Study, get, site_place, status_label
+from tracker.record import PHASE_LABELS, Record, get, site_place, status_label
 from tracker.tags import age_in_years
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -40,12 +40,12 @@ DATE_NAMES = {
 }
 
 
-def explain(change: Change, old: Study | None = None, new: Study | None = None) -> str:
+def explain(change: Change, old: Record | None = None, new: Record | None = None) -> str:
     # One line, whatever the registry's free text holds (newlines in whyStopped, titles, names).
     return " ".join(_sentence(change, new).split())
 
 
-def _sentence(change: Change, new: Study | None) -> str:
+def _sentence(change: Change, new: Record | None) -> str:
     kind = change.kind
     if kind == "new":
         # Not "registered": a trial also appears when it starts to match the query, or returns.
@@ -91,7 +91,7 @@ def _sentence(change: Change, new: Study | None) -> str:
     return "Other details of the trial were updated"
 
 
-def _status(change: Change, new: Study | None) -> str:
+def _status(change: Change, new: Record | None) -> str:
     if change.field == "locations.status":
         site = change.new or {}
         if site.get("status") == "RECRUITING":

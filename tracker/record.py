@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-Study = dict[str, Any]
+Record = dict[str, Any]  # one study as the API returns it (a `models.Study` is its table row)
 
 STATUS_LABELS = {
     "ACTIVE_NOT_RECRUITING": "Active, not recruiting",
@@ -49,7 +49,7 @@ def get(record: Any, path: str, default: Any = None) -> Any:
     return node
 
 
-def without_noise(study: Study) -> Study:
+def without_noise(study: Record) -> Record:
     """The record minus fields that move on every registry refresh (versionHolder)."""
     if get(study, "derivedSection.miscInfoModule.versionHolder") is None:
         return study
@@ -64,14 +64,14 @@ def without_noise(study: Study) -> Study:
     return clean
 
 
-def content_hash(study: Study) -> str:
+def content_hash(study: Record) -> str:
     """A stable fingerprint of the meaningful content: equal hashes mean nothing changed."""
     canonical = json.dumps(without_noise(study), sort_keys=True, separators=(",", ":"),
                            ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def last_update_posted(study: Study) -> str | None:
+def last_update_posted(study: Record) -> str | None:
     return get(study, "protocolSection.statusModule.lastUpdatePostDateStruct.date")
 
 
@@ -102,7 +102,7 @@ def site_place(site: dict[str, Any]) -> str:
     return place or facility or "unnamed site"
 
 
-def summarise(study: Study) -> dict[str, Any]:
+def summarise(study: Record) -> dict[str, Any]:
     """The columns the snapshot keeps for filtering, listing and export."""
     p = study.get("protocolSection", {})
     locations = get(p, "contactsLocationsModule.locations", []) or []

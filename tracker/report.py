@@ -20,21 +20,20 @@ from markupsafe import Markup
 
 from tracker import charts
 from tracker.digest import TEMPLATES
-from tracker.errors import TrackerError
+from tracker.errors import BadWeek
 from tracker.feeds import atom_feed, events_for_subtype
-from tracker.models import ChangeEvent, Study
+from tracker.matching import STOPPED
+from tracker.models import ChangeEvent, ChangeKind, Study
 from tracker.notify import freshness
 from tracker.record import phases_label, status_label
 from tracker.store import Store
-from tracker.subscribers import STOPPED
 from tracker.tags import Vocabulary
-from tracker.views import STUDY_URL, overdue, split
+from tracker.text import split_list as split
+from tracker.text import study_url
+from tracker.times import utc_time
+from tracker.views import overdue
 
 WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
-
-
-class BadWeek(TrackerError):
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -78,11 +77,11 @@ def collect(store: Store, vocabulary: Vocabulary, week: Week, now: datetime) -> 
     studies = {s.nct_id: s for s in store.iter_studies()}
     events = [e for e in reversed(store.changes(since=week.start)) if e.detected_at < week.end]
     named = store.studies(e.nct_id for e in events)
-    new = [e for e in events if e.kind == "new"]
-    results = [e for e in events if e.kind == "results_posted"]
-    stopped = [e for e in events if e.kind == "status" and e.field == "overallStatus"
+    new = [e for e in events if e.kind == ChangeKind.NEW]
+    results = [e for e in events if e.kind == ChangeKind.RESULTS_POSTED]
+    stopped = [e for e in events if e.kind == ChangeKind.STATUS and e.field == "overallStatus"
                and json.loads(e.new_value or "null") in STOPPED]
-    changed = {e.nct_id for e in events if e.kind != "new"}
+    changed = {e.nct_id for e in events if e.kind != ChangeKind.NEW}
     recruiting = [s for s in studies.values() if s.recruiting]
     fresh = freshness(store, now)
     return {
@@ -123,20 +122,20 @@ def _trial(study: Study | None, nct_id: str) -> dict[str, Any]:
             "status": status_label(study.overall_status) if study else "",
             "subtypes": split(study.subtypes) if study else [],
             "therapies": split(study.therapies) if study else [],
-            "url": STUDY_URL.format(nct_id)}
+            "url": study_url(nct_id)}
 
 
 def _by_kind(events: list[ChangeEvent], studies: dict[str, Study]) -> dict[str, list[Any]]:
     grouped: dict[str, list[Any]] = {}
     for event in events:
-        if event.kind == "new":
+        if event.kind == ChangeKind.NEW:
             continue
         study = studies.get(event.nct_id)
         grouped.setdefault(event.kind, []).append({
             "nct_id": event.nct_id, "title": study.brief_title if study else event.nct_id,
             "plain": event.plain or event.summary, "summary": event.summary,
             "date": event.detected_at.date().isoformat(),
-            "url": STUDY_URL.format(event.nct_id)})
+            "url": study_url(event.nct_id)})
     return grouped
 
 
@@ -190,12 +189,7 @@ def _environment() -> Environment:
 
 def stamp(value: str | None, missing: str = "never") -> str:
     """An ISO timestamp as readers write it: 2026-11-21 09:00 UTC (naive ones are UTC)."""
-    if not value:
-        return missing
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
+    return utc_time(datetime.fromisoformat(value) if value else None, missing)
 
 
 def by_year(quarters: list[tuple[str, int]]) -> list[tuple[str, list[int]]]:

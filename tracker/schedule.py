@@ -21,46 +21,52 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from tracker import runs
 from tracker.config import Settings
 from tracker.cron import cron_trigger
+from tracker.database import Database
 from tracker.errors import TrackerError
-from tracker.jobs import Jobs, Outcome
-from tracker.lock import named_lock
-from tracker.store import Store, as_utc, utcnow
+from tracker.jobs import SCHEDULED, Context, Outcome
+from tracker.lock import Lock, hold
+from tracker.models import Job, RunStatus
+from tracker.times import as_utc, local_time, utcnow
 
-JOB_IDS = ("sync", "digests", "report")  # also the catch-up order
-SCHEDULES = {"sync": "sync_schedule", "digests": "digest_schedule",
-             "report": "report_schedule"}
+SCHEDULES = {Job.SYNC: "sync_schedule", Job.DIGESTS: "digest_schedule",
+             Job.REPORT: "report_schedule"}
 # How late a run may start and still run (a busy worker or a suspended machine delays it):
 # a sync later than half an hour waits for the next one; digests and the report are still
 # worth sending hours late.
-GRACE = {"sync": 30 * 60, "digests": 6 * 3600, "report": 12 * 3600}
+GRACE = {Job.SYNC: 30 * 60, Job.DIGESTS: 6 * 3600, Job.REPORT: 12 * 3600}
 
 
-def triggers(settings: Settings) -> dict[str, CronTrigger]:
-    return {job: cron_trigger(getattr(settings, SCHEDULES[job]), settings.timezone)
-            for job in JOB_IDS}
+def schedule_of(settings: Settings, job: Job) -> str:
+    """The job's crontab line."""
+    return str(getattr(settings, SCHEDULES[job]))
 
 
-def next_runs(settings: Settings, now: datetime) -> dict[str, datetime | None]:
+def triggers(settings: Settings) -> dict[Job, CronTrigger]:
+    return {job: cron_trigger(schedule_of(settings, job), settings.timezone) for job in Job}
+
+
+def next_runs(settings: Settings, now: datetime) -> dict[Job, datetime | None]:
     """When each job fires next, in the schedule's time zone."""
     return {job: trigger.get_next_fire_time(None, now)
             for job, trigger in triggers(settings).items()}
 
 
-def last_started(store: Store, job: str) -> datetime | None:
+def last_started(db: Database, job: Job) -> datetime | None:
     """The latest start of `job`; for the sync, a manual `tracker sync` counts too."""
     starts = []
-    if (run := store.last_job(job)) is not None:
+    if (run := runs.last_job(db, job)) is not None:
         starts.append(as_utc(run.started_at))
-    if job == "sync" and (sync_run := store.last_run()) is not None:
+    if job == Job.SYNC and (sync_run := runs.last_sync(db)) is not None:
         starts.append(as_utc(sync_run.started_at))
     return max(starts) if starts else None
 
@@ -73,15 +79,15 @@ def is_overdue(trigger: CronTrigger, last: datetime | None, now: datetime) -> bo
     return missed is not None and missed <= now
 
 
-def overdue(settings: Settings, store: Store, now: datetime) -> list[str]:
+def overdue(settings: Settings, db: Database, now: datetime) -> list[Job]:
     return [job for job, trigger in triggers(settings).items()
-            if is_overdue(trigger, last_started(store, job), now)]
+            if is_overdue(trigger, last_started(db, job), now)]
 
 
-def build_scheduler(settings: Settings, run: Callable[[str], object], *,
-                    catch_up: Sequence[str] = (), now: datetime | None = None
+def build_scheduler(settings: Settings, run: Callable[[Job], object], *,
+                    catch_up: Sequence[Job] = (), now: datetime | None = None
                     ) -> BackgroundScheduler:
-    """The scheduler with its three jobs; jobs in `catch_up` run at once, in JOB_IDS order."""
+    """The scheduler with its three jobs; jobs in `catch_up` run at once, in `Job` order."""
     now = now or utcnow()
     scheduler = BackgroundScheduler(
         timezone=settings.timezone,
@@ -100,67 +106,71 @@ def build_scheduler(settings: Settings, run: Callable[[str], object], *,
 class Runner:
     """Runs one job, records it in the database and logs its outcome and the next run."""
 
-    def __init__(self, jobs: Jobs, store: Store, log: logging.Logger,
-                 next_run: Callable[[str], datetime | None] = lambda job: None) -> None:
-        self.jobs = jobs
-        self.timezone = jobs.settings.timezone
-        self.store = store
+    def __init__(self, ctx: Context, log: logging.Logger,
+                 next_run: Callable[[Job], datetime | None] = lambda job: None,
+                 jobs: dict[Job, Callable[[Context], Outcome]] | None = None) -> None:
+        self.ctx = ctx
+        self.jobs = jobs or SCHEDULED
         self.log = log
         self.next_run = next_run
-        self.current: str | None = None
+        self.current: Job | None = None
         self.idle = threading.Event()
         self.idle.set()
 
-    def __call__(self, job: str) -> Outcome:
-        if self.jobs.stop.is_set():
-            return Outcome("skipped", "the scheduler is stopping")
+    def __call__(self, job: Job) -> Outcome:
+        ctx = self.ctx
+        if ctx.stop.is_set():
+            return Outcome(RunStatus.SKIPPED, "the scheduler is stopping")
         self.current = job
         self.idle.clear()
         started = utcnow()
-        run_id = self.store.begin_job(job)
+        run_id = runs.begin_job(ctx.db, job)
         try:
-            outcome = getattr(self.jobs, job)()
+            outcome = self.jobs[job](ctx)
         except TrackerError as error:  # a bad setting, a full disk: one clear line
-            outcome = Outcome("failed", str(error))
+            outcome = Outcome(RunStatus.FAILED, str(error))
         except Exception as error:  # a bug: keep the scheduler alive, keep the traceback
             self.log.exception("%s: unexpected error", job)
-            outcome = Outcome("failed", f"unexpected {type(error).__name__}: {error}")
+            outcome = Outcome(RunStatus.FAILED, f"unexpected {type(error).__name__}: {error}")
         finally:
             self.current = None
         try:
-            self.store.finish_job(run_id, outcome.status, outcome.summary)
+            runs.finish_job(ctx.db, run_id, outcome.status, outcome.summary)
         finally:
             self.idle.set()
         took = (utcnow() - started).total_seconds()
-        level = logging.INFO if outcome.status in ("ok", "skipped") else logging.WARNING
+        level = logging.INFO if outcome.status in runs.SUCCEEDED else logging.WARNING
         self.log.log(level, "%s %s in %.1fs: %s; next %s", job, outcome.status, took,
-                     outcome.summary.rstrip("."), when(self.next_run(job), self.timezone))
+                     outcome.summary.rstrip("."),
+                     local_time(self.next_run(job), ctx.settings.timezone, "not scheduled"))
         return outcome
 
 
-def run(settings: Settings, store: Store, jobs: Jobs, log: logging.Logger) -> bool:
-    """Run the scheduler until SIGTERM or Ctrl-C (or `jobs.stop` is set). Returns True if it
+def run(ctx: Context, log: logging.Logger,
+        jobs: dict[Job, Callable[[Context], Outcome]] | None = None) -> bool:
+    """Run the scheduler until SIGTERM or Ctrl-C (or `ctx.stop` is set). Returns True if it
     stopped cleanly, False if a job in flight had to be abandoned."""
-    stop, hurry = jobs.stop, threading.Event()
-    with named_lock(store, "scheduler"), _stop_on_signals(stop, hurry, log):
-        store.mark_jobs_interrupted()
+    settings, db = ctx.settings, ctx.db
+    stop, hurry = ctx.stop, threading.Event()
+    with hold(db, Lock.SCHEDULER), _stop_on_signals(stop, hurry, log):
+        runs.mark_jobs_interrupted(db)
         now = utcnow()
-        late = overdue(settings, store, now)
+        late = overdue(settings, db, now)
         scheduler: BackgroundScheduler | None = None
 
-        def next_run(job: str) -> datetime | None:
+        def next_run(job: Job) -> datetime | None:
             found = scheduler.get_job(job) if scheduler else None
             return found.next_run_time if found else None
 
-        runner = Runner(jobs, store, log, next_run)
+        runner = Runner(ctx, log, next_run, jobs)
         scheduler = build_scheduler(settings, runner, catch_up=late, now=now)
         scheduler.start(paused=True)  # the plan is logged before anything runs
         log.info("Scheduler started; times in %s. Stop with SIGTERM or Ctrl-C.",
                  settings.timezone.key)
-        for job in JOB_IDS:
-            log.info("  %-8s %-16s next %s", job, getattr(settings, SCHEDULES[job]),
+        for job in Job:
+            log.info("  %-8s %-16s next %s", job, schedule_of(settings, job),
                      "now (catching up)" if job in late
-                     else when(next_run(job), settings.timezone))
+                     else local_time(next_run(job), settings.timezone, "not scheduled"))
         if late:
             log.info("Catching up now: %s (their schedule fired since they last ran).",
                      ", ".join(late))
@@ -205,10 +215,3 @@ def _stop_on_signals(stop: threading.Event, hurry: threading.Event,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def when(moment: datetime | None, zone: tzinfo) -> str:
-    """A time as the operator reads it, in the schedule's zone: 2026-11-23 06:00 CET."""
-    if moment is None:
-        return "not scheduled"
-    return f"{as_utc(moment).astimezone(zone):%Y-%m-%d %H:%M %Z}"

@@ -1,8 +1,8 @@
-"""The snapshot database: SQLite by default, PostgreSQL when the URL says so.
+"""The snapshot: every tracked study, every version of its record, every change event.
 
-Writes of a sync go through one `Transaction` (snapshot, versions, change events: all or
-nothing). Sync runs are recorded outside it, so a failed sync is still on record. SQLite runs
-in WAL mode with a busy timeout, so readers never block the sync and vice versa.
+Writes of a sync go through one `Transaction` (studies, versions, change events: all or
+nothing). This module knows tables and SQL only; what a study's tags or a change's sentence
+should be is decided by the sync (`tracker.sync`), which hands the rows here.
 """
 
 from __future__ import annotations
@@ -12,35 +12,25 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     Engine,
     bindparam,
-    create_engine,
     delete,
-    event,
     func,
-    inspect,
     literal,
     or_,
     select,
-    text,
     update,
 )
-from sqlalchemy import exc as sa_exc
 from sqlmodel import Field, SQLModel
 
-from tracker.config import redact_url
-from tracker.diff import Change
-from tracker.errors import ConfigError
-from tracker.models import ChangeEvent, JobRun, Study, StudyVersion, SyncRun
-from tracker.plain import explain
-from tracker.tags import Tagger
-from tracker.tags import columns as tag_columns
+from tracker.database import Database
+from tracker.models import ChangeEvent, Study, StudyVersion
+from tracker.text import JOINER
 
 BATCH = 500
 
@@ -57,18 +47,7 @@ class ListedStudy(SQLModel, table=True):
 STUDY = Study.__table__  # type: ignore[attr-defined]
 VERSION = StudyVersion.__table__  # type: ignore[attr-defined]
 EVENT = ChangeEvent.__table__  # type: ignore[attr-defined]
-RUN = SyncRun.__table__  # type: ignore[attr-defined]
-JOB = JobRun.__table__  # type: ignore[attr-defined]
 LISTING = ListedStudy.__table__  # type: ignore[attr-defined]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Times are stored in UTC, but some databases (SQLite) hand them back naive."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def compress(record: dict[str, Any]) -> bytes:
@@ -87,104 +66,32 @@ class Known:
     removed: bool
 
 
-class Store:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = _engine(url)
-        try:
-            SQLModel.metadata.create_all(self.engine)
-            upgrade_schema(self.engine)
-        except sa_exc.OperationalError as error:
-            raise ConfigError(
-                f"Cannot open the database {redact_url(url)}: {_first_line(error)}. "
-                "Check TRACKER_DATABASE_URL."
-            ) from error
+@dataclass(frozen=True)
+class Counts:
+    tracked: int
+    removed: int
+    recruiting: int
+    versions: int
+    changes: int
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
+
+class Store:
+    """Reads the snapshot; the sync writes it through `transaction()`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = False) -> Store:
+        """The snapshot at `url` (see `Database.open`)."""
+        return cls(Database.open(url, create=create))
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.db.close()
 
-    # --- sync runs (each in its own short transaction) -------------------------------------
-
-    def begin_run(self, query: str) -> int:
-        with self.engine.begin() as conn:
-            result = conn.execute(RUN.insert().values(started_at=utcnow(), status="running",
-                                                      mode="full", query=query))
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
-
-    def finish_run(self, run_id: int, status: str, **values: Any) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(RUN).where(RUN.c.id == run_id)
-                         .values(status=status, finished_at=utcnow(), **values))
-
-    def mark_interrupted(self) -> int:
-        """Runs left 'running' by a killed process; call only while holding the sync lock."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(RUN).where(RUN.c.status == "running")
-                .values(status="interrupted", finished_at=utcnow(),
-                        error="Interrupted: the process stopped before the sync finished; "
-                              "nothing from it was saved.")
-            )
-            return int(result.rowcount or 0)
-
-    def last_run(self, *statuses: str) -> SyncRun | None:
-        """The latest sync run with one of these statuses (any status if none is given)."""
-        query = select(RUN).order_by(RUN.c.id.desc()).limit(1)
-        if statuses:
-            query = query.where(RUN.c.status.in_(statuses))
-        with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
-        return SyncRun(**row) if row else None
-
-    def failures_before(self, run_id: int | None = None) -> list[SyncRun]:
-        """The failed syncs since the last successful one before `run_id` (default: now),
-        oldest first: the current streak, or the streak that `run_id` ended."""
-        with self.engine.connect() as conn:
-            last_ok = select(func.coalesce(func.max(RUN.c.id), 0)).where(
-                RUN.c.status.in_(("ok", "skipped")))
-            query = select(RUN).where(RUN.c.status == "failed").order_by(RUN.c.id)
-            if run_id is not None:
-                last_ok = last_ok.where(RUN.c.id < run_id)
-                query = query.where(RUN.c.id < run_id)
-            query = query.where(RUN.c.id > last_ok.scalar_subquery())
-            return [SyncRun(**row) for row in conn.execute(query).mappings()]
-
-    # --- scheduled jobs ----------------------------------------------------------------------
-
-    def begin_job(self, job: str) -> int:
-        with self.engine.begin() as conn:
-            result = conn.execute(JOB.insert().values(job=job, started_at=utcnow(),
-                                                      status="running"))
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
-
-    def finish_job(self, job_run_id: int, status: str, summary: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(JOB).where(JOB.c.id == job_run_id)
-                         .values(status=status, finished_at=utcnow(), summary=summary))
-
-    def last_job(self, job: str) -> JobRun | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(JOB).where(JOB.c.job == job)
-                               .order_by(JOB.c.id.desc()).limit(1)).mappings().first()
-        return JobRun(**row) if row else None
-
-    def mark_jobs_interrupted(self) -> int:
-        """Job runs left 'running' by a process that died; call only under the scheduler lock."""
-        with self.engine.begin() as conn:
-            result = conn.execute(update(JOB).where(JOB.c.status == "running").values(
-                status="interrupted", finished_at=utcnow(),
-                summary="the scheduler stopped before this run finished"))
-            return int(result.rowcount or 0)
-
-    # --- the sync's transaction ------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        return self.db.engine
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -192,23 +99,18 @@ class Store:
         with self.engine.begin() as conn:
             yield Transaction(conn)
 
-    # --- reading ---------------------------------------------------------------------------
-
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> Counts:
+        active = STUDY.c.removed_at.is_(None)
+        query = select(
+            func.count().filter(active),
+            func.count().filter(STUDY.c.removed_at.is_not(None)),
+            func.count().filter(active, STUDY.c.overall_status == "RECRUITING"),
+        ).select_from(STUDY)
         with self.engine.connect() as conn:
-            def count(table: Any, *where: Any) -> int:
-                return int(conn.execute(select(func.count()).select_from(table).where(*where))
-                           .scalar_one())
-
-            return {
-                "tracked": count(STUDY, STUDY.c.removed_at.is_(None)),
-                "removed": count(STUDY, STUDY.c.removed_at.is_not(None)),
-                "recruiting": count(STUDY, STUDY.c.removed_at.is_(None),
-                                    STUDY.c.overall_status == "RECRUITING"),
-                "versions": count(VERSION),
-                "changes": count(EVENT),
-                "syncs": count(RUN),
-            }
+            tracked, removed, recruiting = conn.execute(query).one()
+            versions = conn.execute(select(func.count()).select_from(VERSION)).scalar_one()
+            changes = conn.execute(select(func.count()).select_from(EVENT)).scalar_one()
+        return Counts(int(tracked), int(removed), int(recruiting), int(versions), int(changes))
 
     def study(self, nct_id: str) -> Study | None:
         with self.engine.connect() as conn:
@@ -229,7 +131,7 @@ class Store:
     def changes(self, *, since: datetime | None = None, nct_id: str | None = None,
                 kinds: Sequence[str] = (), limit: int | None = None,
                 where: StudyFilter | None = None) -> list[ChangeEvent]:
-        # Newest sync first; within a sync, the order the diff reported them.
+        """Newest sync first; within a sync, the order the diff reported them."""
         query = select(EVENT).order_by(EVENT.c.sync_run_id.desc(), EVENT.c.id)
         if where is not None and where.active:
             query = query.join(STUDY, STUDY.c.nct_id == EVENT.c.nct_id).where(*where.clauses())
@@ -238,11 +140,21 @@ class Store:
         if nct_id:
             query = query.where(EVENT.c.nct_id == nct_id)
         if kinds:
-            query = query.where(EVENT.c.kind.in_(kinds))
+            query = query.where(EVENT.c.kind.in_(list(kinds)))
         if limit:
             query = query.limit(limit)
         with self.engine.connect() as conn:
             return [ChangeEvent(**row) for row in conn.execute(query).mappings()]
+
+    def events_after(self, after_id: int) -> list[ChangeEvent]:
+        """Every change recorded after event `after_id`, oldest first (a digest's window)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(EVENT).where(EVENT.c.id > after_id).order_by(EVENT.c.id))
+            return [ChangeEvent(**row) for row in rows.mappings()]
+
+    def newest_event_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(EVENT.c.id), 0))).scalar_one())
 
     def studies(self, nct_ids: Iterable[str]) -> dict[str, Study]:
         ids = sorted(set(nct_ids))
@@ -265,6 +177,13 @@ class Store:
             for row in conn.execution_options(yield_per=BATCH).execute(query).mappings():
                 yield Study(**row)
 
+    def countries(self) -> list[str]:
+        """Every country a tracked study has a site in, as the registry spells it."""
+        names: set[str] = set()
+        with self.engine.connect() as conn:
+            for (joined,) in conn.execute(select(STUDY.c.countries).distinct()):
+                names.update(part for part in (joined or "").split(JOINER) if part)
+        return sorted(names)
 
     def tag_counts(self) -> dict[str, dict[str, int]]:
         """How many tracked studies carry each subtype and each therapy class."""
@@ -274,36 +193,10 @@ class Store:
         with self.engine.connect() as conn:
             for subtypes, therapies in conn.execute(query):
                 for group, joined in (("subtypes", subtypes), ("therapies", therapies)):
-                    for tag in (joined or "").split("|"):
+                    for tag in (joined or "").split(JOINER):
                         if tag:
                             counts[group][tag] = counts[group].get(tag, 0) + 1
         return counts
-
-    def retag(self, tagger: Tagger) -> int:
-        """Re-tag every study tagged with another vocabulary (or none); returns how many.
-
-        Runs on start-up, so editing the vocabulary file takes effect on the next command.
-        """
-        digest = tagger.vocabulary.digest
-        stale = (STUDY.c.vocabulary.is_(None)) | (STUDY.c.vocabulary != digest)
-        done = 0
-        with self.engine.begin() as conn:
-            pending = conn.execute(select(STUDY.c.nct_id, STUDY.c.version_id).where(stale)
-                                   .order_by(STUDY.c.nct_id)).all()
-            for start in range(0, len(pending), BATCH):
-                rows = []
-                for nct_id, version_id in pending[start:start + BATCH]:
-                    if version_id is None:
-                        continue
-                    blob = conn.execute(select(VERSION.c.record)
-                                        .where(VERSION.c.id == version_id)).scalar_one()
-                    record = decompress(blob)
-                    rows.append({"nct_id": nct_id, **tag_columns(tagger.tag(record), record),
-                                 "vocabulary": digest})
-                Transaction(conn).update_studies(rows)
-                done += len(rows)
-            _explain_old_events(conn)
-        return done
 
 
 @dataclass(frozen=True)
@@ -341,38 +234,6 @@ def _has(column: Any, value: str) -> Any:
     """A "|"-joined list column contains `value` exactly."""
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return (literal("|") + column + literal("|")).like(f"%|{escaped}|%", escape="\\")
-
-
-def _explain_old_events(conn: Connection) -> None:
-    """Events recorded before plain sentences existed get theirs from the stored values."""
-    rows = conn.execute(select(EVENT.c.id, EVENT.c.kind, EVENT.c.field, EVENT.c.old_value,
-                               EVENT.c.new_value, EVENT.c.summary)
-                        .where(EVENT.c.plain.is_(None))).all()
-    updates = [{"key_id": r[0], "v_plain": explain(Change(
-        r[1], r[2], json.loads(r[3]) if r[3] else None, json.loads(r[4]) if r[4] else None,
-        r[5]))} for r in rows]
-    if updates:
-        conn.execute(update(EVENT).where(EVENT.c.id == bindparam("key_id"))
-                     .values(plain=bindparam("v_plain")), updates)
-
-
-def upgrade_schema(engine: Engine) -> None:
-    """Add columns (and their indexes) that this version's models have and the database lacks.
-
-    Additive only: tables are created by `create_all`; columns are added nullable, and the
-    retag pass fills them in.
-    """
-    inspector = inspect(engine)
-    with engine.begin() as conn:
-        for table in SQLModel.metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            missing = [c for c in table.columns if c.name not in present]
-            for column in missing:
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-            if missing:
-                for index in table.indexes:
-                    index.create(conn, checkfirst=True)
 
 
 class Transaction:
@@ -454,36 +315,23 @@ class Transaction:
             self.conn.execute(update(STUDY).where(STUDY.c.nct_id.in_(chunk))
                               .values(removed_at=when, last_changed_at=when))
 
+    # --- keeping derived columns current (the sync decides when) ---------------------------
 
-def _engine(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            try:
-                Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise ConfigError(
-                    f"Cannot create the folder for TRACKER_DATABASE_URL={url}: {error}"
-                ) from error
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    try:
-        return create_engine(url, pool_pre_ping=True)
-    except (sa_exc.ArgumentError, ImportError) as error:
-        raise ConfigError(f"TRACKER_DATABASE_URL={redact_url(url)} cannot be used: {error}"
-                          ) from error
+    def untagged(self, vocabulary_digest: str) -> list[tuple[str, int]]:
+        """(nct_id, version_id) of studies tagged with another vocabulary, or none."""
+        stale = (STUDY.c.vocabulary.is_(None)) | (STUDY.c.vocabulary != vocabulary_digest)
+        rows = self.conn.execute(select(STUDY.c.nct_id, STUDY.c.version_id)
+                                 .where(stale, STUDY.c.version_id.is_not(None))
+                                 .order_by(STUDY.c.nct_id))
+        return [(r[0], int(r[1])) for r in rows]
 
+    def unexplained(self) -> list[ChangeEvent]:
+        """Events recorded before plain sentences existed."""
+        rows = self.conn.execute(select(EVENT).where(EVENT.c.plain.is_(None))).mappings()
+        return [ChangeEvent(**row) for row in rows]
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
-
+    def explain_events(self, sentences: dict[int, str]) -> None:
+        if sentences:
+            self.conn.execute(update(EVENT).where(EVENT.c.id == bindparam("key_id"))
+                              .values(plain=bindparam("v_plain")),
+                              [{"key_id": k, "v_plain": v} for k, v in sentences.items()])

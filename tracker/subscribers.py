@@ -1,32 +1,75 @@
-"""Who wants which changes, and when: address checks, preferences, and the pure rules.
+"""Subscribers: who they are, what they asked for, and their digest window, in the database.
 
-`wants(subscriber, study, event)` decides whether one change belongs in one subscriber's
-digest, and `is_due(subscriber, now, timezone, weekly_day)` whether a digest run at `now`
-serves them; both read only stored values, so they can be tested without a database.
+A subscriber's window is the last change event their digests have covered. It only moves
+forward, and only from where the mover read it (`advance_window`), so two digest runs never
+serve the same changes twice. Subscribing is double opt-in: a new address is unconfirmed until
+its single-use confirmation token is spent (`confirm`).
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from tracker.config import WEEKDAYS
-from tracker.errors import TrackerError
-from tracker.models import ChangeEvent, Study, Subscriber
-from tracker.store import as_utc
+from tracker.database import Database
+from tracker.errors import BadAddress, BadToken, NotFound
+from tracker.matching import DEFAULT_RADIUS_KM
+from tracker.models import Cadence, ChangeSet, Subscriber, UsedToken
+from tracker.store import EVENT
+from tracker.text import join_list
+from tracker.tokens import Token
 
-CADENCES = ("daily", "weekly")
-CHANGE_SETS = ("patient", "all")
-STOPPED = ("TERMINATED", "SUSPENDED", "WITHDRAWN")
-EARTH_RADIUS_KM = 6371.0
+SUBSCRIBER = Subscriber.__table__  # type: ignore[attr-defined]
+USED = UsedToken.__table__  # type: ignore[attr-defined]
 
 
-class BadAddress(TrackerError):
-    exit_code = 2
+class Outcome(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    RESUBSCRIBED = "resubscribed"
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What a subscriber asked for; values within one field are alternatives."""
+
+    subtypes: tuple[str, ...] = ()
+    therapies: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    near: tuple[float, float] | None = None
+    radius_km: float | None = None
+    children: bool = False
+    recruiting_only: bool = False
+    changes: ChangeSet = ChangeSet.PATIENT
+    cadence: Cadence = Cadence.WEEKLY
+    weekday: int | None = None  # weekly only; None: the site's TRACKER_WEEKLY_DAY
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "subtypes": join_list(self.subtypes),
+            "therapies": join_list(self.therapies),
+            "countries": join_list(self.countries),
+            "near_lat": self.near[0] if self.near else None,
+            "near_lon": self.near[1] if self.near else None,
+            "radius_km": (self.radius_km or DEFAULT_RADIUS_KM) if self.near else None,
+            "children": self.children,
+            "recruiting_only": self.recruiting_only,
+            "changes": ChangeSet(self.changes),
+            "cadence": Cadence(self.cadence),
+            "weekday": self.weekday if self.cadence == Cadence.WEEKLY else None,
+        }
+
+
+@dataclass(frozen=True)
+class Counts:
+    confirmed: int
+    unconfirmed: int
 
 
 def normalise_address(address: str) -> str:
@@ -47,35 +90,6 @@ def normalise_address(address: str) -> str:
     return str(result.ascii_email or result.normalized)
 
 
-@dataclass(frozen=True)
-class Preferences:
-    subtypes: tuple[str, ...] = ()
-    therapies: tuple[str, ...] = ()
-    countries: tuple[str, ...] = ()
-    near: tuple[float, float] | None = None
-    radius_km: float | None = None
-    children: bool = False
-    recruiting_only: bool = False
-    changes: str = "patient"
-    cadence: str = "weekly"
-    weekday: int | None = None  # weekly only; None: the site's TRACKER_WEEKLY_DAY
-
-    def columns(self) -> dict[str, object]:
-        return {
-            "subtypes": "|".join(self.subtypes) or None,
-            "therapies": "|".join(self.therapies) or None,
-            "countries": "|".join(self.countries) or None,
-            "near_lat": self.near[0] if self.near else None,
-            "near_lon": self.near[1] if self.near else None,
-            "radius_km": (self.radius_km or 100.0) if self.near else None,
-            "children": self.children,
-            "recruiting_only": self.recruiting_only,
-            "changes": self.changes,
-            "cadence": self.cadence,
-            "weekday": self.weekday if self.cadence == "weekly" else None,
-        }
-
-
 def parse_point(text: str) -> tuple[float, float]:
     """"45.75,4.85" -> (45.75, 4.85); ValueError with the reason otherwise."""
     try:
@@ -88,145 +102,119 @@ def parse_point(text: str) -> tuple[float, float]:
     return lat, lon
 
 
-def is_patient_change(event: ChangeEvent) -> bool:
-    """What matters to someone looking to join a trial: a new trial, recruitment opening or
-    closing, a new or newly recruiting site, results, a trial stopped early."""
-    if event.kind in ("new", "site_added", "results_posted"):
-        return True
-    if event.kind != "status":
-        return False
-    old, new = _loads(event.old_value), _loads(event.new_value)
-    if event.field == "locations.status":
-        return isinstance(new, dict) and new.get("status") == "RECRUITING"
-    if event.field == "overallStatus":
-        return "RECRUITING" in (old, new) or new in STOPPED
-    return False
+def subscribe(db: Database, email: str, preferences: Preferences, *, confirmed: bool,
+              now: datetime) -> tuple[Subscriber, Outcome]:
+    """Add or update a subscription. A new (or returning) subscriber starts at the newest
+    change: no backlog."""
+    with db.engine.begin() as conn:
+        row = _by_email(conn, email)
+        newest = conn.execute(select(func.coalesce(func.max(EVENT.c.id), 0))).scalar_one()
+        values: dict[str, Any] = dict(preferences.columns())
+        if row is None:
+            values.update(email=email, created_at=now, last_event_id=newest,
+                          confirmed_at=now if confirmed else None)
+            conn.execute(insert(SUBSCRIBER).values(**values))
+            outcome = Outcome.CREATED
+        elif row["unsubscribed_at"] is not None:
+            values.update(unsubscribed_at=None, last_event_id=newest, last_digest_at=None,
+                          served_at=None, confirmed_at=now if confirmed else None)
+            conn.execute(update(SUBSCRIBER).where(SUBSCRIBER.c.id == row["id"]).values(**values))
+            outcome = Outcome.RESUBSCRIBED
+        else:
+            if confirmed and row["confirmed_at"] is None:
+                values["confirmed_at"] = now
+            conn.execute(update(SUBSCRIBER).where(SUBSCRIBER.c.id == row["id"]).values(**values))
+            outcome = Outcome.UPDATED
+        fresh = _by_email(conn, email)
+        assert fresh is not None
+    return Subscriber(**fresh), outcome
 
 
-def wants(subscriber: Subscriber, study: Study | None, event: ChangeEvent) -> bool:
-    if subscriber.changes == "patient" and not is_patient_change(event):
-        return False
-    if study is None:
-        return False
-    if subscriber.subtypes and not _overlap(subscriber.subtypes, study.subtypes):
-        return False
-    if subscriber.therapies and not _overlap(subscriber.therapies, study.therapies):
-        return False
-    if subscriber.children and not study.children:
-        return False
-    if subscriber.recruiting_only and not (study.recruiting or _closed_recruitment(event)):
-        return False
-    if subscriber.countries:
-        # Recruiting-only looks at recruiting sites, except for news of recruitment closing:
-        # by then no site recruits, and the trial's countries say whether it is news here.
-        where = study.recruiting_countries if subscriber.recruiting_only and study.recruiting \
-            else study.countries
-        if not _overlap(subscriber.countries.casefold(), (where or "").casefold()):
-            return False
-    if subscriber.near_lat is not None and subscriber.near_lon is not None:
-        radius = subscriber.radius_km or 100.0
-        points = json.loads(study.site_points) if study.site_points else []
-        if not any(distance_km(subscriber.near_lat, subscriber.near_lon, lat, lon) <= radius
-                   for lat, lon in points):
-            return False
-    return True
+def find(db: Database, email: str) -> Subscriber:
+    with db.engine.connect() as conn:
+        row = _by_email(conn, email.strip())
+    if row is None:
+        raise NotFound(f"{email} is not subscribed ('tracker subscribers' lists everyone).")
+    return Subscriber(**row)
 
 
-def is_due(subscriber: Subscriber, now: datetime, timezone: tzinfo, weekly_day: int) -> bool:
-    """Whether a digest run at `now` should serve this subscriber.
-
-    Days are local days in `timezone` (TRACKER_TIMEZONE), compared as dates, so a change of
-    clocks never moves a digest to another day. A daily subscriber is due once per local day;
-    a weekly one once the start of their weekday (their own, else `weekly_day`) has passed
-    since they were last served. A run that missed that day serves them at the next run, and
-    the one after waits for the following week. Served means `served_at`, or for rows from
-    before it existed `last_digest_at`; never served means due now. An unconfirmed or ended
-    subscription is never due.
-    """
-    if subscriber.confirmed_at is None or subscriber.unsubscribed_at is not None:
-        return False
-    served = subscriber.served_at or subscriber.last_digest_at
-    if served is None:
-        return True
-    return local_date(served, timezone) < due_date(subscriber, now, timezone, weekly_day)
+def get(db: Database, subscriber_id: int) -> Subscriber | None:
+    with db.engine.connect() as conn:
+        row = conn.execute(select(SUBSCRIBER).where(SUBSCRIBER.c.id == subscriber_id)
+                           ).mappings().first()
+    return Subscriber(**row) if row else None
 
 
-def due_date(subscriber: Subscriber, now: datetime, timezone: tzinfo, weekly_day: int) -> date:
-    """The local date of the latest day, at or before `now`, on which this subscriber's
-    digest falls: today for a daily digest, the latest of their weekday for a weekly one."""
-    today = local_date(now, timezone)
-    day = digest_weekday(subscriber, weekly_day)
-    if day is None:
-        return today
-    return today - timedelta(days=(today.weekday() - day) % 7)
+def unsubscribe(db: Database, subscriber_id: int, now: datetime) -> bool:
+    """True if this ended an active subscription; False if it had already ended."""
+    with db.engine.begin() as conn:
+        result = conn.execute(update(SUBSCRIBER).where(
+            SUBSCRIBER.c.id == subscriber_id, SUBSCRIBER.c.unsubscribed_at.is_(None))
+            .values(unsubscribed_at=now))
+    return bool(result.rowcount)
 
 
-def digest_weekday(subscriber: Subscriber, weekly_day: int | None) -> int | None:
-    """The day (0 = Monday) a weekly subscriber's digest goes out; None for a daily one, or
-    when the subscriber keeps the site's day and `weekly_day` is not given."""
-    if subscriber.cadence == "daily":
-        return None
-    return weekly_day if subscriber.weekday is None else subscriber.weekday
+def confirm(db: Database, token: Token, now: datetime) -> Subscriber:
+    """Confirm with a single-use token; BadToken if spent, or if it names another address."""
+    with db.engine.begin() as conn:
+        row = conn.execute(select(SUBSCRIBER).where(SUBSCRIBER.c.id == token.subscriber_id)
+                           ).mappings().first()
+        if row is None or row["email"].lower() != token.email.lower() \
+                or row["unsubscribed_at"] is not None:
+            raise BadToken("This confirmation link is for a subscription that no longer "
+                           "exists; subscribe again.")
+        try:
+            conn.execute(insert(USED).values(digest=token.digest, used_at=now))
+        except IntegrityError:
+            raise BadToken("This confirmation link has already been used.") from None
+        if row["confirmed_at"] is None:
+            conn.execute(update(SUBSCRIBER).where(SUBSCRIBER.c.id == row["id"])
+                         .values(confirmed_at=now))
+        fresh = conn.execute(select(SUBSCRIBER).where(SUBSCRIBER.c.id == row["id"])
+                             ).mappings().one()
+    return Subscriber(**fresh)
 
 
-def local_date(moment: datetime, timezone: tzinfo) -> date:
-    return as_utc(moment).astimezone(timezone).date()
+def listing(db: Database, include_ended: bool = False) -> list[Subscriber]:
+    """Subscribers by address; ended subscriptions only with `include_ended`."""
+    query = select(SUBSCRIBER).order_by(SUBSCRIBER.c.email)
+    if not include_ended:
+        query = query.where(SUBSCRIBER.c.unsubscribed_at.is_(None))
+    with db.engine.connect() as conn:
+        return [Subscriber(**row) for row in conn.execute(query).mappings()]
 
 
-def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
+def counts(db: Database) -> Counts:
+    active = SUBSCRIBER.c.unsubscribed_at.is_(None)
+    query = select(func.count().filter(SUBSCRIBER.c.confirmed_at.is_not(None)),
+                   func.count().filter(SUBSCRIBER.c.confirmed_at.is_(None))).where(active)
+    with db.engine.connect() as conn:
+        confirmed, unconfirmed = conn.execute(query).one()
+    return Counts(int(confirmed), int(unconfirmed))
 
 
-def describe(subscriber: Subscriber, weekly_day: int | None = None) -> str:
-    """The subscription's filters and cadence in a few words, for lists and the digest footer.
-
-    A weekly subscription names its day, e.g. "weekly (Monday)": its own day, else
-    `weekly_day` (the site's) when given.
-    """
-    parts = []
-    if subscriber.subtypes:
-        parts.append("subtypes " + subscriber.subtypes.replace("|", ", "))
-    if subscriber.therapies:
-        parts.append("treatments " + subscriber.therapies.replace("|", ", "))
-    if subscriber.countries:
-        parts.append("in " + subscriber.countries.replace("|", ", "))
-    if subscriber.near_lat is not None:
-        parts.append(f"within {subscriber.radius_km:g} km of "
-                     f"{subscriber.near_lat:g},{subscriber.near_lon:g}")
-    if subscriber.children:
-        parts.append("open to children")
-    if subscriber.recruiting_only:
-        parts.append("recruiting only")
-    scope = "; ".join(parts) or "all myositis trials"
-    changes = "changes that matter to patients" if subscriber.changes == "patient" \
-        else "every change"
-    return f"{scope}; {changes}; {cadence_label(subscriber, weekly_day)}"
+def advance_window(conn: Connection, subscriber: Subscriber, window_end: int, now: datetime,
+                   *, digest: bool) -> bool:
+    """Move the window to `window_end` and record the subscriber as served at `now` (and, if
+    a digest was queued, as sent one), inside the caller's transaction. False if another run
+    moved the window first: then nothing is written."""
+    values: dict[str, Any] = {"last_event_id": window_end, "served_at": now}
+    if digest:
+        values["last_digest_at"] = now
+    moved = conn.execute(update(SUBSCRIBER).where(
+        SUBSCRIBER.c.id == subscriber.id,
+        SUBSCRIBER.c.last_event_id == subscriber.last_event_id).values(**values))
+    return bool(moved.rowcount)
 
 
-def cadence_label(subscriber: Subscriber, weekly_day: int | None = None) -> str:
-    """"daily", "weekly", or "weekly (Friday)" when the day is known (see `describe`)."""
-    day = digest_day_name(subscriber, weekly_day)
-    return subscriber.cadence if day is None else f"{subscriber.cadence} ({day})"
+def served_without_digest(db: Database, subscriber: Subscriber, window_end: int,
+                          now: datetime) -> None:
+    """Nothing to send: served at `now`, window moved past the changes that matched nothing
+    (guarded like `advance_window`: if another run moved it first, that run served them)."""
+    with db.engine.begin() as conn:
+        advance_window(conn, subscriber, window_end, now, digest=False)
 
 
-def digest_day_name(subscriber: Subscriber, weekly_day: int | None) -> str | None:
-    """"Monday" ... "Sunday" for a weekly digest's day (see `digest_weekday`), else None."""
-    day = digest_weekday(subscriber, weekly_day)
-    return None if day is None else WEEKDAYS[day].capitalize()
-
-
-def _overlap(wanted: str, have: str | None) -> bool:
-    return bool(set(wanted.split("|")) & set((have or "").split("|")) - {""})
-
-
-def _closed_recruitment(event: ChangeEvent) -> bool:
-    return event.kind == "status" and event.field == "overallStatus" and \
-        _loads(event.old_value) == "RECRUITING"
-
-
-def _loads(value: str | None) -> object:
-    return json.loads(value) if value else None
+def _by_email(conn: Connection, email: str) -> Any:
+    return conn.execute(select(SUBSCRIBER).where(
+        func.lower(SUBSCRIBER.c.email) == email.lower())).mappings().first()

@@ -20,17 +20,21 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from tracker import diff as differ
+from tracker import runs
 from tracker.config import Settings
-from tracker.ctgov import CtGovClient, Study, nct_id_of
+from tracker.ctgov import CtGovClient, nct_id_of
 from tracker.errors import IncompleteSync, Stopped, TrackerError
-from tracker.lock import sync_lock
+from tracker.lock import Lock, hold
+from tracker.models import ChangeEvent, ChangeKind, RunStatus, SyncMode
 from tracker.plain import explain
-from tracker.record import content_hash, last_update_posted, summarise
-from tracker.store import Known, Store, Transaction, compress, utcnow
+from tracker.record import Record, content_hash, last_update_posted, summarise
+from tracker.store import BATCH, Known, Store, Transaction, compress
 from tracker.tags import Tagger, load_vocabulary
 from tracker.tags import columns as tag_columns
+from tracker.times import utcnow
 
 IDS_PER_REQUEST = 100
+INTERRUPTED = "Interrupted; nothing from this sync was saved."
 LISTING_FIELDS = "NCTId|LastUpdatePostDate"
 
 Progress = Callable[[str, int, int | None], None]
@@ -40,8 +44,8 @@ Progress = Callable[[str, int, int | None], None]
 @dataclass
 class SyncResult:
     run_id: int
-    status: str  # ok | skipped
-    mode: str  # baseline | full | incremental | skipped
+    status: RunStatus  # OK or SKIPPED
+    mode: SyncMode
     data_timestamp: str | None
     listed: int = 0
     fetched: int = 0
@@ -69,34 +73,69 @@ class _Counts:
     seen: set[str] = field(default_factory=set)
 
 
-def sync(settings: Settings, store: Store, client: CtGovClient, *, full: bool = False,
-         progress: Progress | None = None, clock: Callable[[], float] = time.monotonic,
-         tagger: Tagger | None = None) -> SyncResult:
-    """Run one sync under the sync lock; raises TrackerError subclasses on failure."""
+def sync(settings: Settings, store: Store, client: CtGovClient, tagger: Tagger | None = None,
+         *, full: bool = False, progress: Progress | None = None,
+         clock: Callable[[], float] = time.monotonic) -> SyncResult:
+    """Run one sync under the sync lock; raises TrackerError subclasses on failure.
+
+    Before fetching, studies tagged with another vocabulary are re-tagged from their stored
+    records, so an edited vocabulary takes effect at the next sync.
+    """
     tagger = tagger or Tagger(load_vocabulary(settings.vocabulary))
-    with sync_lock(store):
-        store.mark_interrupted()
-        store.retag(tagger)
+    with hold(store.db, Lock.SYNC):
+        runs.mark_syncs_interrupted(store.db)
+        refresh_derived(store, tagger)
         return _sync_locked(settings, store, client, full, progress or _quiet, clock, tagger)
+
+
+def refresh_derived(store: Store, tagger: Tagger) -> int:
+    """Re-tag every study tagged with another vocabulary (or none), and give events recorded
+    before plain sentences existed theirs; returns how many studies were re-tagged. A no-op
+    when everything is current. Call under the sync lock."""
+    digest = tagger.vocabulary.digest
+    done = 0
+    with store.transaction() as tx:
+        pending = tx.untagged(digest)
+        for start in range(0, len(pending), BATCH):
+            rows = []
+            for nct_id, version_id in pending[start:start + BATCH]:
+                record = tx.record(version_id)
+                rows.append({"nct_id": nct_id, **tag_columns(tagger.tag(record), record),
+                             "vocabulary": digest})
+            tx.update_studies(rows)
+            done += len(rows)
+        tx.explain_events({e.id: explain(_stored_change(e)) for e in tx.unexplained()
+                           if e.id is not None})
+    return done
+
+
+def _stored_change(event: ChangeEvent) -> differ.Change:
+    return differ.Change(ChangeKind(event.kind), event.field,
+                         json.loads(event.old_value) if event.old_value else None,
+                         json.loads(event.new_value) if event.new_value else None,
+                         event.summary)
 
 
 def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bool,
                  progress: Progress, clock: Callable[[], float], tagger: Tagger) -> SyncResult:
     started = clock()
     requests_before = client.requests_made
-    last_ok = store.last_run("ok", "skipped")
-    run_id = store.begin_run(settings.query)
+    db = store.db
+    last_ok = runs.last_sync(db, *runs.SUCCEEDED)
+    run_id = runs.begin_sync(db, settings.query)
     try:
         version = client.version()
         same_query = last_ok is not None and last_ok.query == settings.query
         if (not full and same_query and last_ok is not None
                 and last_ok.data_timestamp == version.data_timestamp):
-            result = SyncResult(run_id, "skipped", "skipped", version.data_timestamp)
+            result = SyncResult(run_id, RunStatus.SKIPPED, SyncMode.SKIPPED,
+                                version.data_timestamp)
         else:
             baseline = not same_query
             since = None if (full or baseline) else _since(last_ok, settings.overlap_days)
-            mode = "baseline" if baseline else ("full" if since is None else "incremental")
-            result = SyncResult(run_id, "ok", mode, version.data_timestamp,
+            mode = SyncMode.BASELINE if baseline else (
+                SyncMode.FULL if since is None else SyncMode.INCREMENTAL)
+            result = SyncResult(run_id, RunStatus.OK, mode, version.data_timestamp,
                                 since=since.isoformat() if since else None)
             with store.transaction() as tx:
                 save = _Saver(tx, tagger, baseline, run_id, utcnow())
@@ -113,20 +152,19 @@ def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bo
         counts = {k: v for k, v in result.as_dict().items()
                   if k in ("fetched", "new", "changed", "removed", "unchanged", "reformatted",
                            "events", "requests", "since", "data_timestamp")}
-        store.finish_run(run_id, result.status, mode=result.mode, **counts)
+        runs.finish_sync(db, run_id, result.status, mode=result.mode, **counts)
         return result
     except BaseException as error:
-        status = "failed"
+        status = RunStatus.FAILED
         if isinstance(error, Stopped):
-            message, status = str(error), "interrupted"
+            message, status = str(error), RunStatus.INTERRUPTED
         elif isinstance(error, TrackerError):
             message = str(error)
         elif isinstance(error, KeyboardInterrupt):
-            message, status = "Interrupted by the user; nothing from this sync was saved.", \
-                "interrupted"
+            message, status = INTERRUPTED, RunStatus.INTERRUPTED
         else:
             message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        store.finish_run(run_id, status, error=message,
+        runs.finish_sync(db, run_id, status, error=message,
                          requests=client.requests_made - requests_before)
         raise
 
@@ -218,7 +256,7 @@ class _Saver:
     now: datetime
     counts: _Counts = field(default_factory=_Counts)
 
-    def page(self, studies: list[Study]) -> None:
+    def page(self, studies: list[Record]) -> None:
         """One page; an unchanged record costs one hash and nothing else."""
         counts, tx = self.counts, self.tx
         fresh = [s for s in studies if nct_id_of(s) not in counts.seen]
@@ -227,7 +265,7 @@ class _Saver:
             return
         known = tx.known([nct_id_of(s) for s in fresh])
         versions: list[dict[str, Any]] = []
-        pending: list[tuple[Study, str, list[dict[str, Any]], bool]] = []
+        pending: list[tuple[Record, str, list[dict[str, Any]], bool]] = []
         for study in fresh:
             nct_id = nct_id_of(study)
             counts.seen.add(nct_id)
@@ -260,9 +298,9 @@ class _Saver:
         tx.add_events(rows)
         counts.events += len(rows)
 
-    def _events(self, study: Study, before: Known | None, digest: str) -> list[dict[str, Any]]:
+    def _events(self, study: Record, before: Known | None, digest: str) -> list[dict[str, Any]]:
         counts = self.counts
-        old: Study | None = None
+        old: Record | None = None
         changes: list[differ.Change] = []
         if before is None:
             counts.new += 1
@@ -287,7 +325,7 @@ class _Saver:
                            explain(change, old, study)) for change in changes]
 
 
-def _listing_row(study: Study) -> dict[str, Any]:
+def _listing_row(study: Record) -> dict[str, Any]:
     return {"nct_id": nct_id_of(study), "last_update_posted": last_update_posted(study)}
 
 

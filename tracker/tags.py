@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigError
-from tracker.record import Study, get
+from tracker.record import Record, get
 
 MYOSITIS_MESH = "D009220"
 FACTS_VERSION = "2"  # bump when columns() changes, so every study is re-tagged
@@ -239,10 +239,10 @@ class Tagger:
         self.ignore = _Matcher([TagDef("ignore", "ignore", terms=vocabulary.ignore)])
         self.mesh = {m: t.name for t in vocabulary.subtypes.values() for m in t.mesh}
 
-    def tag(self, study: Study) -> Tags:
+    def tag(self, study: Record) -> Tags:
         return Tags(self._subtypes(study), self._therapies(study))
 
-    def _subtypes(self, study: Study) -> dict[str, list[Evidence]]:
+    def _subtypes(self, study: Record) -> dict[str, list[Evidence]]:
         p = study.get("protocolSection", {})
         sources: list[tuple[str, str]] = [
             *(("conditions", c) for c in get(p, "conditionsModule.conditions", []) or []),
@@ -287,7 +287,7 @@ class Tagger:
         """An intervention whose name starts with a control term (placebo, sham ...)."""
         return any(match.start() == 0 for match in self.ignore.spans(name))
 
-    def _therapies(self, study: Study) -> dict[str, list[Evidence]]:
+    def _therapies(self, study: Record) -> dict[str, list[Evidence]]:
         found: dict[str, list[Evidence]] = {}
         interventions = get(study, "protocolSection.armsInterventionsModule.interventions",
                             []) or []
@@ -328,7 +328,7 @@ def age_in_years(text: str | None) -> float | None:
     return round(float(found.group(1)) / per_year[found.group(2).lower()], 3)
 
 
-def recruiting_sites(study: Study) -> list[dict[str, Any]]:
+def recruiting_sites(study: Record) -> list[dict[str, Any]]:
     """Sites open to patients now: those marked RECRUITING, or, in a recruiting study whose
     sites carry no status at all, every site."""
     locations = get(study, "protocolSection.contactsLocationsModule.locations", []) or []
@@ -349,7 +349,7 @@ def recruiting_sites(study: Study) -> list[dict[str, Any]]:
     return sites
 
 
-def columns(tags: Tags, study: Study) -> dict[str, Any]:
+def columns(tags: Tags, study: Record) -> dict[str, Any]:
     """The snapshot columns for tags and patient facts."""
     p = study.get("protocolSection", {})
     minimum = age_in_years(get(p, "eligibilityModule.minimumAge"))

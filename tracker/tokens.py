@@ -1,39 +1,41 @@
 """Signed, expiring tokens for confirmation and unsubscribe links.
 
 itsdangerous does the signing (HMAC with TRACKER_SECRET_KEY) and the expiry. Confirmation
-tokens are single-use: the store remembers the ones spent. Unsubscribe tokens are not (an
-old digest's link must keep working, and unsubscribing twice is harmless).
+tokens are single-use: the subscribers table remembers the ones spent. Unsubscribe tokens are
+not (an old digest's link must keep working, and unsubscribing twice is harmless).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from enum import StrEnum
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from tracker.errors import TrackerError
+from tracker.errors import BadToken
 
 UNSUBSCRIBE_MAX_AGE = 400 * 24 * 3600  # a year's old digests still unsubscribe
 
 
-class BadToken(TrackerError):
-    exit_code = 2
+class Purpose(StrEnum):
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
 
 
 @dataclass(frozen=True)
 class Token:
-    purpose: str  # confirm | unsubscribe
+    purpose: Purpose
     subscriber_id: int
     email: str
     digest: str  # identifies this token, for single use
 
 
-def make(secret: str, purpose: str, subscriber_id: int, email: str) -> str:
+def make(secret: str, purpose: Purpose, subscriber_id: int, email: str) -> str:
     return _serializer(secret, purpose).dumps({"s": subscriber_id, "e": email})
 
 
-def read(secret: str, purpose: str, token: str, max_age: int) -> Token:
+def read(secret: str, purpose: Purpose, token: str, max_age: int) -> Token:
     """The token's content, or BadToken saying plainly what is wrong with it."""
     try:
         data = _serializer(secret, purpose).loads(token.strip(), max_age=max_age)
@@ -43,9 +45,9 @@ def read(secret: str, purpose: str, token: str, max_age: int) -> Token:
         raise BadToken("This link is not valid (it may be incomplete or altered).") from None
     if not isinstance(data, dict) or not isinstance(data.get("s"), int):
         raise BadToken("This link is not valid.")
-    return Token(purpose, data["s"], str(data.get("e", "")),
+    return Token(Purpose(purpose), data["s"], str(data.get("e", "")),
                  hashlib.sha256(token.strip().encode()).hexdigest())
 
 
-def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
+def _serializer(secret: str, purpose: Purpose) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret, salt=f"tracker-{purpose}")

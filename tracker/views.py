@@ -1,6 +1,7 @@
 """How studies, changes and sync runs are shown: text lines for people, dicts for JSON/CSV.
 
-Pure functions over stored rows; the CLI only prints what these return.
+Pure functions over stored rows; the CLI only prints what these return. In JSON every list is
+an array, every count a number and every flag a boolean; CSV cells join lists with "|".
 """
 
 from __future__ import annotations
@@ -8,16 +9,16 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any, TextIO
 
-from tracker.models import ChangeEvent, Study, SyncRun
+from tracker.models import ChangeEvent, Study, SyncMode, SyncRun
 from tracker.record import phases_label, status_label
 from tracker.sync import SyncResult
 from tracker.tags import Vocabulary, results_overdue
+from tracker.text import JOINER, history_url, shorten, split_list, study_url
+from tracker.times import local_time, parse_iso, utc_time
 
-STUDY_URL = "https://clinicaltrials.gov/study/{}"
-HISTORY_URL = "https://clinicaltrials.gov/study/{}?tab=history"
 EXPORT_COLUMNS = [
     "nct_id", "brief_title", "official_title", "acronym", "overall_status",
     "last_known_status", "why_stopped", "study_type", "phases", "conditions", "interventions",
@@ -28,6 +29,9 @@ EXPORT_COLUMNS = [
     "recruiting_countries", "first_seen_at", "last_changed_at", "removed_at",
 ]
 EXTRA_COLUMNS = ["results_overdue", "url"]
+# Stored "|"-joined; arrays in JSON, "|"-joined again in CSV.
+LIST_COLUMNS = {"phases", "conditions", "interventions", "countries", "subtypes", "therapies",
+                "recruiting_countries"}
 
 
 def overdue(study: Study, today: date) -> bool:
@@ -37,11 +41,14 @@ def overdue(study: Study, today: date) -> bool:
 
 
 def study_dict(study: Study, today: date) -> dict[str, Any]:
+    """One study with JSON types: lists as lists, times as ISO strings."""
     row = {c: getattr(study, c) for c in EXPORT_COLUMNS}
+    for key in LIST_COLUMNS:
+        row[key] = split_list(row[key])
     for key in ("first_seen_at", "last_changed_at", "removed_at"):
         row[key] = row[key].isoformat() if row[key] else None
     row["results_overdue"] = overdue(study, today)
-    row["url"] = STUDY_URL.format(study.nct_id)
+    row["url"] = study_url(study.nct_id)
     return row
 
 
@@ -51,7 +58,7 @@ def study_detail(study: Study, today: date) -> dict[str, Any]:
     out["tag_evidence"] = json.loads(study.tag_evidence) if study.tag_evidence else {}
     out["recruiting_sites"] = json.loads(study.recruiting_sites) if study.recruiting_sites \
         else []
-    out["history_url"] = HISTORY_URL.format(study.nct_id)
+    out["history_url"] = history_url(study.nct_id)
     return out
 
 
@@ -63,21 +70,17 @@ def event_dict(event: ChangeEvent, study: Study | None = None) -> dict[str, Any]
         "new": json.loads(event.new_value) if event.new_value else None,
         "detected_at": event.detected_at.isoformat(),
         "last_update_posted": event.last_update_posted, "sync_run_id": event.sync_run_id,
-        "url": STUDY_URL.format(event.nct_id),
+        "url": study_url(event.nct_id),
     }
     if study is not None:
         out["title"] = study.brief_title
-        out["subtypes"] = split(study.subtypes)
-        out["therapies"] = split(study.therapies)
+        out["subtypes"] = split_list(study.subtypes)
+        out["therapies"] = split_list(study.therapies)
     return out
 
 
-def split(joined: str | None) -> list[str]:
-    return [part for part in (joined or "").split("|") if part]
-
-
 def tag_line(study: Study) -> str:
-    parts = split(study.subtypes) + split(study.therapies)
+    parts = split_list(study.subtypes) + split_list(study.therapies)
     return "[" + ", ".join(parts) + "]" if parts else ""
 
 
@@ -88,7 +91,7 @@ def event_lines(events: Iterable[ChangeEvent], studies: dict[str, Study]) -> Ite
         if event.nct_id != current:
             current = event.nct_id
             study = studies.get(event.nct_id)
-            title = _short(study.brief_title, 80) if study else ""
+            title = shorten(study.brief_title, 80) if study else ""
             tags = tag_line(study) if study else ""
             yield ""
             yield f"{event.nct_id}  {title}  {tags}".rstrip()
@@ -106,15 +109,15 @@ def study_lines(s: Study, vocabulary: Vocabulary, today: date) -> Iterator[tuple
     if s.why_stopped:
         status += f"; why stopped: {s.why_stopped}"
     yield "Status", status
-    yield "Phase", phases_label(s.phases.split("|") if s.phases else None)
+    yield "Phase", phases_label(split_list(s.phases) or None)
     evidence = json.loads(s.tag_evidence) if s.tag_evidence else {}
     for label, group in (("Subtypes", "subtypes"), ("Treatments", "therapies")):
         tags = evidence.get(group, {})
         yield label, "; ".join(
             f"{vocabulary.label(t)} [{t}] (matched {_evidence(ev)})" for t, ev in tags.items()
         ) or "none recognised"
-    yield "Conditions", (s.conditions or "").replace("|", "; ") or "none listed"
-    yield "Interventions", (s.interventions or "").replace("|", "; ") or "none listed"
+    yield "Conditions", "; ".join(split_list(s.conditions)) or "none listed"
+    yield "Interventions", "; ".join(split_list(s.interventions)) or "none listed"
     yield "Sponsor", s.lead_sponsor or "not given"
     yield "Who can join", _who(s)
     if s.enrollment is not None:
@@ -122,7 +125,7 @@ def study_lines(s: Study, vocabulary: Vocabulary, today: date) -> Iterator[tuple
         yield "Enrollment", f"{s.enrollment}{kind}"
     yield "Dates", (f"start {s.start_date or '?'}; primary completion "
                     f"{s.primary_completion_date or '?'}; completion {s.completion_date or '?'}")
-    countries = (s.countries or "").replace("|", ", ")
+    countries = ", ".join(split_list(s.countries))
     yield "Sites", f"{s.site_count}" + (f" in {countries}" if countries else "")
     sites = json.loads(s.recruiting_sites) if s.recruiting_sites else []
     if sites:
@@ -134,7 +137,7 @@ def study_lines(s: Study, vocabulary: Vocabulary, today: date) -> Iterator[tuple
         yield "Results", "overdue: completed over 12 months ago, none posted" \
             if overdue(s, today) else "none posted"
     yield "Last update posted", s.last_update_posted or "?"
-    yield "Link", STUDY_URL.format(s.nct_id)
+    yield "Link", study_url(s.nct_id)
 
 
 def _who(s: Study) -> str:
@@ -166,33 +169,22 @@ def run_dict(run: SyncRun | None) -> dict[str, Any] | None:
             for k, v in run.model_dump().items() if k != "query"}
 
 
-def failed_since(failed: SyncRun | None, ok: SyncRun | None) -> bool:
-    if failed is None or failed.id is None:
-        return False
-    return ok is None or ok.id is None or failed.id > ok.id
-
-
-def run_brief(run: SyncRun) -> str:
-    if run.status == "skipped":
-        return "registry data unchanged"
-    return (f"{run.mode}: {run.new} new, {run.changed} changed, {run.removed} removed, "
-            f"{run.requests} requests")
-
-
 def sync_summary(r: SyncResult) -> str:
     took = f"{r.requests} request{'s' if r.requests != 1 else ''} in {r.seconds:.1f}s"
     stamp = f"data as of {r.data_timestamp}"
-    if r.mode == "skipped":
+    if r.mode == SyncMode.SKIPPED:
         return (f"Nothing to do: ClinicalTrials.gov has not refreshed its data since the last "
                 f"sync ({stamp}); {took}.")
-    if r.mode == "baseline":
+    if r.mode == SyncMode.BASELINE:
         dropped = f", {r.removed} from the previous query dropped" if r.removed else ""
         return (f"Baseline recorded: {r.listed} studies{dropped}; no changes are reported on a "
                 f"first sync; {took}; {stamp}.")
-    how = f"incremental, updates since {r.since}" if r.mode == "incremental" else "full"
-    return (f"Synced {r.listed} studies ({how}): {r.new} new, {r.changed} changed, "
-            f"{r.removed} removed, {r.unchanged} unchanged; {r.events} change events; "
-            f"{took}; {stamp}.")
+    how = f"incremental, updates since {r.since}" if r.mode == SyncMode.INCREMENTAL else "full"
+    # listed = new + changed + reformatted + unchanged; removed ones are no longer listed.
+    reformatted = f", {r.reformatted} reformatted by the registry" if r.reformatted else ""
+    return (f"Synced {r.listed} studies ({how}): {r.new} new, {r.changed} changed"
+            f"{reformatted}, {r.removed} removed, {r.unchanged} unchanged; {r.events} change "
+            f"events; {took}; {stamp}.")
 
 
 def write_export(rows: Iterable[dict[str, Any]], fmt: str, handle: TextIO) -> int:
@@ -201,7 +193,8 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, handle: TextIO) -> in
         writer = csv.DictWriter(handle, fieldnames=[*EXPORT_COLUMNS, *EXTRA_COLUMNS])
         writer.writeheader()
         for row in rows:
-            writer.writerow(row)
+            writer.writerow({k: JOINER.join(v) if isinstance(v, list) else v
+                             for k, v in row.items()})
             count += 1
         return count
     handle.write("[")
@@ -212,5 +205,49 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, handle: TextIO) -> in
     return count
 
 
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+def status_lines(info: dict[str, Any], zone: tzinfo) -> Iterator[str]:
+    """`tracker status` for people, from `status.overview`'s data."""
+    counts, mail, scheduler = info["counts"], info["mail"], info["scheduler"]
+    yield f"{'Database:':<22} {info['database']}"
+    yield (f"{'Studies tracked:':<22} {counts['tracked']} ({counts['recruiting']} recruiting; "
+           f"{counts['removed']} no longer matching)")
+    yield (f"{'Change events:':<22} {counts['changes']} ({counts['versions']} record versions "
+           "stored)")
+    ok = info["last_success"]
+    if ok:
+        yield (f"{'Last successful sync:':<22} {utc_time(parse_iso(ok['finished_at']))} "
+               f"({_run_brief(ok)})")
+        yield f"{'API data timestamp:':<22} {info['data_timestamp']}"
+    else:
+        yield f"{'Last successful sync:':<22} never; run 'tracker sync'"
+    failed = info["last_failure"]
+    if failed:
+        when = parse_iso(failed["finished_at"] or failed["started_at"])
+        yield f"{'Last failed sync:':<22} {utc_time(when)}: {failed['error']}"
+    yield (f"{'Subscribers:':<22} {mail['confirmed']} confirmed, {mail['unconfirmed']} "
+           "awaiting confirmation")
+    yield (f"{'Outbox:':<22} {mail['queued']} queued, {mail['failed']} failed, "
+           f"{mail['unknown']} unknown outcome, {mail['sent']} sent")
+    running = scheduler["running"]
+    yield (f"{'Scheduler:':<22} "
+           + (f"running ({running})" if running else "not running ('tracker run' starts it)")
+           + f"; times in {scheduler['timezone']}")
+    for job, row in scheduler["jobs"].items():
+        last = row["last"]
+        done = (f"last {last['status']} {local_time(parse_iso(last['started_at']), zone)}: "
+                f"{last['summary']}" if last else "never run")
+        yield (f"  {job:<8} {row['schedule']:<16} next "
+               f"{local_time(parse_iso(row['next']), zone)}; {done}")
+    if info["failed_in_a_row"] > 1:
+        yield (f"Warning: the last {info['failed_in_a_row']} syncs failed; the data may be out "
+               "of date.")
+    elif info["last_sync_failed"]:
+        yield "Warning: the most recent sync failed; the data may be out of date."
+
+
+def _run_brief(run: dict[str, Any]) -> str:
+    if run["mode"] == SyncMode.SKIPPED:
+        return "registry data unchanged"
+    return (f"{run['mode']}: {run['new']} new, {run['changed']} changed, {run['removed']} "
+            f"removed, {run['requests']} requests")

@@ -13,11 +13,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
-from tracker import outbox
-from tracker.config import Settings
-from tracker.errors import TrackerError
-from tracker.store import Store, utcnow
-from tracker.tokens import UNSUBSCRIBE_MAX_AGE, BadToken, read
+from tracker import jobs
+from tracker.errors import BadToken, TrackerError
+from tracker.jobs import Context
+from tracker.tokens import Purpose
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 MAX_BODY = 10_000
@@ -34,9 +33,8 @@ padding:0 16px;color:#1f2933;line-height:1.5">
 
 
 class App:
-    def __init__(self, settings: Settings, store: Store) -> None:
-        self.settings = settings
-        self.store = store
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
 
     def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -61,12 +59,11 @@ class App:
                          f"<p>{html.escape(str(error))}</p>")
 
     def _confirm(self, start: StartResponse, method: str, token: str) -> Iterable[bytes]:
-        secret = self.settings.require_secret()
-        parsed = read(secret, "confirm", token, max_age=self.settings.confirm_days * 86400)
         if method != "POST":
+            parsed = jobs.read_token(self.ctx, Purpose.CONFIRM, token)
             return _send(start, "200 OK", "Confirm your subscription", _button(
                 "/confirm", token, f"Confirm e-mails to {parsed.email}", "Confirm"))
-        subscriber = outbox.confirm(self.store, parsed, utcnow())
+        subscriber = jobs.confirm(self.ctx, token)
         return _send(start, "200 OK", "Subscription confirmed",
                      f"<p>{html.escape(subscriber.email)} will receive {subscriber.cadence} "
                      "digests of myositis trial news. Every e-mail has a link to stop "
@@ -74,12 +71,11 @@ class App:
 
     def _unsubscribe(self, start: StartResponse, method: str, token: str,
                      one_click: bool) -> Iterable[bytes]:
-        parsed = read(self.settings.require_secret(), "unsubscribe", token,
-                      max_age=UNSUBSCRIBE_MAX_AGE)
         if method != "POST":
+            parsed = jobs.read_token(self.ctx, Purpose.UNSUBSCRIBE, token)
             return _send(start, "200 OK", "Unsubscribe", _button(
                 "/unsubscribe", token, f"Stop all e-mails to {parsed.email}", "Unsubscribe"))
-        outbox.unsubscribe(self.store, parsed.subscriber_id, utcnow())
+        parsed, _ = jobs.unsubscribe_link(self.ctx, token)
         if one_click:
             return _send(start, "200 OK", "Unsubscribed", "Unsubscribed.", plain=True)
         return _send(start, "200 OK", "Unsubscribed",

@@ -1,0 +1,165 @@
+"""Who wants which change, and when: the pure rules of digests.
+
+`wants(subscriber, study, event)` decides whether one change belongs in one subscriber's
+digest, and `is_due(subscriber, now, timezone, weekly_day)` whether a digest run at `now`
+serves them; both read only stored values, so they are tested without a database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, datetime, timedelta, tzinfo
+
+from tracker.config import WEEKDAYS
+from tracker.models import Cadence, ChangeEvent, ChangeKind, ChangeSet, Study, Subscriber
+from tracker.text import split_list
+from tracker.times import as_utc
+
+STOPPED = ("TERMINATED", "SUSPENDED", "WITHDRAWN")
+EARTH_RADIUS_KM = 6371.0
+DEFAULT_RADIUS_KM = 100.0
+
+
+def is_patient_change(event: ChangeEvent) -> bool:
+    """What matters to someone looking to join a trial: a new trial, recruitment opening or
+    closing, a new or newly recruiting site, results, a trial stopped early."""
+    if event.kind in (ChangeKind.NEW, ChangeKind.SITE_ADDED, ChangeKind.RESULTS_POSTED):
+        return True
+    if event.kind != ChangeKind.STATUS:
+        return False
+    old, new = _loads(event.old_value), _loads(event.new_value)
+    if event.field == "locations.status":
+        return isinstance(new, dict) and new.get("status") == "RECRUITING"
+    if event.field == "overallStatus":
+        return "RECRUITING" in (old, new) or new in STOPPED
+    return False
+
+
+def wants(subscriber: Subscriber, study: Study | None, event: ChangeEvent) -> bool:
+    if subscriber.changes == ChangeSet.PATIENT and not is_patient_change(event):
+        return False
+    if study is None:
+        return False
+    if subscriber.subtypes and not _overlap(subscriber.subtypes, study.subtypes):
+        return False
+    if subscriber.therapies and not _overlap(subscriber.therapies, study.therapies):
+        return False
+    if subscriber.children and not study.children:
+        return False
+    if subscriber.recruiting_only and not (study.recruiting or _closed_recruitment(event)):
+        return False
+    if subscriber.countries:
+        # Recruiting-only looks at recruiting sites, except for news of recruitment closing:
+        # by then no site recruits, and the trial's countries say whether it is news here.
+        where = study.recruiting_countries if subscriber.recruiting_only and study.recruiting \
+            else study.countries
+        if not _overlap(subscriber.countries.casefold(), (where or "").casefold()):
+            return False
+    if subscriber.near_lat is not None and subscriber.near_lon is not None:
+        radius = subscriber.radius_km or DEFAULT_RADIUS_KM
+        points = json.loads(study.site_points) if study.site_points else []
+        if not any(distance_km(subscriber.near_lat, subscriber.near_lon, lat, lon) <= radius
+                   for lat, lon in points):
+            return False
+    return True
+
+
+def is_due(subscriber: Subscriber, now: datetime, timezone: tzinfo, weekly_day: int) -> bool:
+    """Whether a digest run at `now` should serve this subscriber.
+
+    Days are local days in `timezone` (TRACKER_TIMEZONE), compared as dates, so a change of
+    clocks never moves a digest to another day. A daily subscriber is due once per local day;
+    a weekly one once the start of their weekday (their own, else `weekly_day`) has passed
+    since they were last served. A run that missed that day serves them at the next run, and
+    the one after waits for the following week. Served means `served_at`, or for rows from
+    before it existed `last_digest_at`; never served means due now. An unconfirmed or ended
+    subscription is never due.
+    """
+    if subscriber.confirmed_at is None or subscriber.unsubscribed_at is not None:
+        return False
+    served = subscriber.served_at or subscriber.last_digest_at
+    if served is None:
+        return True
+    return local_date(served, timezone) < due_date(subscriber, now, timezone, weekly_day)
+
+
+def due_date(subscriber: Subscriber, now: datetime, timezone: tzinfo, weekly_day: int) -> date:
+    """The local date of the latest day, at or before `now`, on which this subscriber's
+    digest falls: today for a daily digest, the latest of their weekday for a weekly one."""
+    today = local_date(now, timezone)
+    day = digest_weekday(subscriber, weekly_day)
+    if day is None:
+        return today
+    return today - timedelta(days=(today.weekday() - day) % 7)
+
+
+def digest_weekday(subscriber: Subscriber, weekly_day: int | None) -> int | None:
+    """The day (0 = Monday) a weekly subscriber's digest goes out; None for a daily one, or
+    when the subscriber keeps the site's day and `weekly_day` is not given."""
+    if subscriber.cadence == Cadence.DAILY:
+        return None
+    return weekly_day if subscriber.weekday is None else subscriber.weekday
+
+
+def local_date(moment: datetime, timezone: tzinfo) -> date:
+    return as_utc(moment).astimezone(timezone).date()
+
+
+def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
+
+
+def describe(subscriber: Subscriber, weekly_day: int | None = None) -> str:
+    """The subscription's filters and cadence in a few words, for lists and the digest footer.
+
+    A weekly subscription names its day, e.g. "weekly (Monday)": its own day, else
+    `weekly_day` (the site's) when given.
+    """
+    parts = []
+    if subscriber.subtypes:
+        parts.append("subtypes " + ", ".join(split_list(subscriber.subtypes)))
+    if subscriber.therapies:
+        parts.append("treatments " + ", ".join(split_list(subscriber.therapies)))
+    if subscriber.countries:
+        parts.append("in " + ", ".join(split_list(subscriber.countries)))
+    if subscriber.near_lat is not None:
+        parts.append(f"within {subscriber.radius_km:g} km of "
+                     f"{subscriber.near_lat:g},{subscriber.near_lon:g}")
+    if subscriber.children:
+        parts.append("open to children")
+    if subscriber.recruiting_only:
+        parts.append("recruiting only")
+    scope = "; ".join(parts) or "all myositis trials"
+    changes = "changes that matter to patients" if subscriber.changes == ChangeSet.PATIENT \
+        else "every change"
+    return f"{scope}; {changes}; {cadence_label(subscriber, weekly_day)}"
+
+
+def cadence_label(subscriber: Subscriber, weekly_day: int | None = None) -> str:
+    """"daily", "weekly", or "weekly (Friday)" when the day is known (see `describe`)."""
+    day = digest_day_name(subscriber, weekly_day)
+    return subscriber.cadence if day is None else f"{subscriber.cadence} ({day})"
+
+
+def digest_day_name(subscriber: Subscriber, weekly_day: int | None) -> str | None:
+    """"Monday" ... "Sunday" for a weekly digest's day (see `digest_weekday`), else None."""
+    day = digest_weekday(subscriber, weekly_day)
+    return None if day is None else WEEKDAYS[day].capitalize()
+
+
+def _overlap(wanted: str, have: str | None) -> bool:
+    return bool(set(split_list(wanted)) & set(split_list(have)))
+
+
+def _closed_recruitment(event: ChangeEvent) -> bool:
+    return event.kind == ChangeKind.STATUS and event.field == "overallStatus" and \
+        _loads(event.old_value) == "RECRUITING"
+
+
+def _loads(value: str | None) -> object:
+    return json.loads(value) if value else None
