@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 
 from tests.conftest import updated
 from tests.fakeapi import FakeApi, Registry
+from tracker import runs
 from tracker.cli import cli
 from tracker.config import Settings
 from tracker.store import Store
@@ -189,7 +190,7 @@ def test_an_unreachable_api_fails_in_one_line_and_changes_nothing(env: dict[str,
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("tracker: error: Could not fetch the API version")
     assert "Traceback" not in result.stderr
-    assert Store.open(env["TRACKER_DATABASE_URL"], create=True).counts()["tracked"] == 0
+    assert Store.open(env["TRACKER_DATABASE_URL"], create=True).counts().tracked == 0
 
 
 def test_settings_are_read_from_a_dot_env_file(env: dict[str, str], tmp_path: Path) -> None:
@@ -238,7 +239,7 @@ def test_killing_a_sync_midway_loses_nothing(env: dict[str, str], registry: Regi
 
     assert after.returncode == 0, after.stderr
     assert json.loads(after.stdout)["changed"] == 1
-    assert "Interrupted" in (store.last_run("interrupted").error or "")
+    assert "Interrupted" in (runs.last_sync(store.db, "interrupted").error or "")
 
 
 def test_every_command_has_help() -> None:
@@ -342,7 +343,10 @@ def test_changes_and_export_filter_by_tag(env: dict[str, str], registry: Registr
     recruiting_in_us = json.loads(invoke(env, "export", "--format", "json", "--recruiting",
                                          "--country", "USA").output)
     assert [s["nct_id"] for s in recruiting_in_us] == ["NCT04078230"]
-    assert recruiting_in_us[0]["recruiting_countries"] == "China|United States"
+    assert recruiting_in_us[0]["recruiting_countries"] == ["China", "United States"]
+    assert recruiting_in_us[0]["subtypes"] == ["dermatomyositis"]
+    assert isinstance(recruiting_in_us[0]["enrollment"], int)
+    assert recruiting_in_us[0]["recruiting"] is True
     assert json.loads(invoke(env, "export", "--format", "json", "--children").output) == []
 
 

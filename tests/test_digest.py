@@ -25,16 +25,17 @@ from click.testing import CliRunner
 from tests.conftest import updated
 from tests.fakeapi import Registry
 from tracker import digest as render
-from tracker import notify, outbox, tokens
+from tracker import notify, outbox, runs, subscribers, tokens
 from tracker.cli import cli
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient
-from tracker.errors import RetriesExhausted
-from tracker.models import OutboxMessage, Subscriber
+from tracker.errors import BadToken, RetriesExhausted
+from tracker.models import MessageKind, OutboxMessage, RunStatus, Subscriber
 from tracker.notify import NotifyResult
-from tracker.store import Store, utcnow
+from tracker.store import Store
 from tracker.subscribers import Preferences
 from tracker.sync import sync
+from tracker.times import utcnow
 
 SECRET = "digest-tests-secret-key-0123456789"
 PUBLIC_URL = "https://trials.example.org"
@@ -120,8 +121,9 @@ class World:
 
     def subscribe(self, address: str, *, confirmed: bool = True, now: datetime | None = None,
                   **preferences: Any) -> Subscriber:
-        subscriber, _ = outbox.subscribe(self.store, address, Preferences(**preferences),
-                                         confirmed=confirmed, now=now or utcnow())
+        subscriber, _ = subscribers.subscribe(self.store.db, address,
+                                              Preferences(**preferences), confirmed=confirmed,
+                                              now=now or utcnow())
         return subscriber
 
     def digests(self, now: datetime | None = None, *, operator: bool = False,
@@ -131,7 +133,7 @@ class World:
                                       dry_run=dry_run)
 
     def queued(self, kind: str = "digest") -> list[OutboxMessage]:
-        return [m for m in outbox.messages(self.store) if m.kind == kind]
+        return [m for m in outbox.messages(self.store.db) if m.kind == kind]
 
     def newest_event(self) -> int:
         return max(e.id or 0 for e in self.store.changes())
@@ -305,7 +307,7 @@ def test_the_footer_states_the_data_timestamp_and_the_last_successful_sync(
         world: World) -> None:
     world.subscribe("pat@example.org")
     world.sync(set_status(IMNM, "RECRUITING"))
-    last = world.store.last_run("ok")
+    last = runs.last_sync(world.store.db, RunStatus.OK)
     assert last is not None and last.finished_at is not None
 
     world.digests()
@@ -321,7 +323,7 @@ def test_the_footer_states_the_data_timestamp_and_the_last_successful_sync(
 def test_the_footer_says_plainly_when_the_last_sync_failed(world: World) -> None:
     world.subscribe("pat@example.org")
     world.sync(set_status(IMNM, "RECRUITING"))
-    last = world.store.last_run("ok")
+    last = runs.last_sync(world.store.db, RunStatus.OK)
     assert last is not None and last.finished_at is not None
     world.registry.data_timestamp = "2026-11-25T09:00:05"
     world.registry.fail(status=503, times=99)
@@ -364,9 +366,9 @@ def test_list_unsubscribe_carries_a_signed_token_for_that_subscriber(world: Worl
         read = tokens.read(SECRET, "unsubscribe", token, tokens.UNSUBSCRIBE_MAX_AGE)
         assert (read.purpose, read.subscriber_id, read.email) == (
             "unsubscribe", subscriber.id, subscriber.email)
-        with pytest.raises(tokens.BadToken):
+        with pytest.raises(BadToken):
             tokens.read(SECRET, "confirm", token, 3600)  # not a confirmation link
-        with pytest.raises(tokens.BadToken):
+        with pytest.raises(BadToken):
             tokens.read("another-secret-0123456789", "unsubscribe", token, 3600)
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         text, html = bodies(message)
@@ -374,36 +376,43 @@ def test_list_unsubscribe_carries_a_signed_token_for_that_subscriber(world: Worl
         assert f'<a href="{url}"' in html
 
 
-def test_the_message_id_is_stable_for_a_window_so_a_digest_is_queued_once(
+def test_a_digest_is_keyed_by_its_window_so_it_is_queued_once_under_a_random_message_id(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     pat = world.subscribe("pat@example.org")
     world.sync(set_status(IMNM, "RECRUITING"))
     assert pat.id is not None
-    seen_by_a_second_run = outbox.subscribers(world.store)  # read before the first queues
+    seen_by_a_second_run = subscribers.listing(world.store.db)  # read before the first queues
 
     world.digests()
 
     [row] = world.queued()
     window_end = world.newest_event()
-    expected = render.message_id(world.settings, "digest", pat.id, pat.last_event_id,
-                                 window_end)
-    assert expected == f"<digest.{pat.id}.{pat.last_event_id}.{window_end}@trials.example.org>"
-    assert row.message_id == expected and parse(row)["Message-ID"] == expected
-    assert row.window_end == window_end
+    key = render.message_key(MessageKind.DIGEST, pat.id, pat.last_event_id, window_end)
+    assert key == f"digest.{pat.id}.{pat.last_event_id}.{window_end}"
+    assert row.key == key and row.window_end == window_end
+    # The Message-ID says nothing about rows: random, at the sender's domain.
+    assert re.fullmatch(r"<[0-9a-f]{32}@trials\.example\.org>", row.message_id)
+    assert parse(row)["Message-ID"] == row.message_id
+    fresh = render.new_message_id(world.settings)
+    assert fresh != row.message_id and fresh != render.new_message_id(world.settings)
 
-    # The same message queued again is refused by its Message-ID...
-    again = {k: getattr(row, k) for k in ("kind", "subscriber_id", "recipient", "subject",
-                                          "message_id", "message", "text_body", "html_body",
-                                          "events", "window_end")}
-    assert outbox.queue(world.store, again) is None
-    assert len(outbox.messages(world.store)) == 1
+    # The same digest queued again, even under a new Message-ID, is refused by its key...
+    again = outbox.Draft(kind=MessageKind.DIGEST, key=key, recipient=row.recipient,
+                         subject=row.subject, message_id=fresh, message=row.message,
+                         text_body=row.text_body, html_body=row.html_body,
+                         subscriber_id=row.subscriber_id, events=row.events,
+                         window_end=row.window_end)
+    assert outbox.queue(world.store.db, again) is None
+    assert outbox.has(world.store.db, key)
+    assert len(outbox.messages(world.store.db)) == 1
 
     # ...and a run that planned it from the same window queues nothing either.
-    monkeypatch.setattr(outbox, "subscribers", lambda store: seen_by_a_second_run)
+    monkeypatch.setattr(subscribers, "listing",
+                        lambda db, include_ended=False: seen_by_a_second_run)
     second = world.digests()
     assert second.planned == []
     assert second.errors == ["pat@example.org's digest was queued by another run."]
-    assert len(outbox.messages(world.store)) == 1
+    assert len(outbox.messages(world.store.db)) == 1
 
 
 # --- what is sent, and when ---------------------------------------------------------------------
@@ -419,8 +428,8 @@ def test_nothing_new_means_no_digest_and_the_window_moves_past_unmatched_changes
     result = world.digests(MONDAY)
 
     assert (result.planned, result.nothing_new) == ([], 1)
-    assert outbox.messages(world.store) == []
-    after = outbox.find(world.store, ibm.email)
+    assert outbox.messages(world.store.db) == []
+    after = subscribers.find(world.store.db, ibm.email)
     assert after.last_event_id == unmatched
     assert after.last_digest_at is None  # nothing was sent...
     assert after.served_at == MONDAY  # ...but this week's turn is taken
@@ -460,10 +469,10 @@ def test_a_dry_run_queues_nothing_and_moves_no_window(world: World, tmp_path: Pa
     assert "ibm@example.org" not in dry.output
     assert dry.output.endswith("2 digest(s) planned; 1 subscriber(s) had nothing new; 0 not "
                                "due. Dry run: nothing was queued or sent.\n")
-    assert outbox.messages(world.store) == []
+    assert outbox.messages(world.store.db) == []
     assert not folder.exists()
     for before in (pat, ibm):
-        after = outbox.find(world.store, before.email)
+        after = subscribers.find(world.store.db, before.email)
         assert (after.last_event_id, after.last_digest_at) == (before.last_event_id, None)
 
     real = CliRunner().invoke(cli, ["digest"], env=env, catch_exceptions=False)
@@ -471,9 +480,9 @@ def test_a_dry_run_queues_nothing_and_moves_no_window(world: World, tmp_path: Pa
     assert real.exit_code == 0, real.output
     assert "2 digest(s) queued; 1 subscriber(s) had nothing new; 0 not due; 2 written" \
         in real.output
-    assert {row.kind for row in outbox.messages(world.store)} == {"digest", "operator"}
+    assert {row.kind for row in outbox.messages(world.store.db)} == {"digest", "operator"}
     assert len(list(folder.glob("*.eml"))) == 2
-    assert outbox.find(world.store, ibm.email).last_event_id == world.newest_event()
+    assert subscribers.find(world.store.db, ibm.email).last_event_id == world.newest_event()
 
 
 def test_the_operator_digest_covers_every_change(world: World) -> None:
@@ -528,7 +537,7 @@ def test_a_subscriber_gets_a_digest_once_per_cadence(world: World, cadence: str,
     assert planned.changes == 1  # only what came after the first digest
     first, second = world.queued()
     assert "Lyon, France" in second.text_body and "Lyon" not in first.text_body
-    assert outbox.find(world.store, "pat@example.org").last_digest_at == start + due
+    assert subscribers.find(world.store.db, "pat@example.org").last_digest_at == start + due
 
 
 def test_unconfirmed_or_unsubscribed_subscribers_get_nothing(world: World) -> None:
@@ -536,13 +545,13 @@ def test_unconfirmed_or_unsubscribed_subscribers_get_nothing(world: World) -> No
     world.subscribe("pending@example.org", confirmed=False)
     gone = world.subscribe("gone@example.org")
     assert gone.id is not None
-    assert outbox.unsubscribe(world.store, gone.id, utcnow())
+    assert subscribers.unsubscribe(world.store.db, gone.id, utcnow())
     world.sync(set_status(IMNM, "RECRUITING"))
 
     result = world.digests()
 
     assert [p.recipient for p in result.planned] == ["confirmed@example.org"]
-    assert [row.recipient for row in outbox.messages(world.store)] == ["confirmed@example.org"]
+    assert [row.recipient for row in outbox.messages(world.store.db)] == ["confirmed@example.org"]
     assert result.not_due == 0
 
 
@@ -552,7 +561,7 @@ def test_a_new_subscriber_does_not_receive_the_backlog(world: World) -> None:
     world.subscribe("late@example.org")
 
     assert world.digests(MONDAY).planned == []
-    assert outbox.messages(world.store) == []
+    assert outbox.messages(world.store.db) == []
 
     world.sync(set_status(ASS, "TERMINATED", why="Sponsor decision"))
     [planned] = world.digests(MONDAY + timedelta(days=7)).planned
@@ -566,7 +575,7 @@ def test_resubscribing_after_unsubscribing_skips_what_happened_in_between(
         world: World) -> None:
     pat = world.subscribe("pat@example.org")
     assert pat.id is not None
-    outbox.unsubscribe(world.store, pat.id, utcnow())
+    subscribers.unsubscribe(world.store.db, pat.id, utcnow())
     world.sync(set_status(IMNM, "RECRUITING"))
     world.subscribe("pat@example.org")
 

@@ -15,12 +15,16 @@ import time_machine
 from tests.conftest import updated
 from tests.fakeapi import Registry
 from tests.smtp import Mailbox, smtp_server
+from tracker import runs
 from tracker import outbox
 from tracker.config import Settings
 from tracker.errors import ConfigError
-from tracker.jobs import Jobs
-from tracker.lock import named_lock
-from tracker.store import Store, utcnow
+from tracker import jobs as J
+from tracker import subscribers
+from tracker.jobs import Context
+from tracker.lock import Lock, hold
+from tracker.store import Store
+from tracker.times import utcnow
 from tracker.subscribers import Preferences
 from tracker.tags import Tagger, load_vocabulary
 
@@ -37,9 +41,15 @@ def job_settings(settings: Settings, tmp_path: Path) -> Settings:
                                mail_from="Tracker <tracker@trials.example.org>")
 
 
+def context(settings: Settings, store: Store, **kwargs: object) -> Context:
+    ctx = Context(settings, store.db, **kwargs)  # type: ignore[arg-type]
+    ctx.tagger = TAGGER
+    return ctx
+
+
 @pytest.fixture
-def jobs(job_settings: Settings, store: Store) -> Jobs:
-    return Jobs(job_settings, store, TAGGER)
+def jobs(job_settings: Settings, store: Store) -> Context:
+    return context(job_settings, store)
 
 
 @pytest.fixture
@@ -58,39 +68,39 @@ def failing(registry: Registry) -> None:
 
 
 def alerts(store: Store) -> list[tuple[str, str]]:
-    return [(m.recipient, m.subject) for m in outbox.messages(store) if m.kind == "alert"]
+    return [(m.recipient, m.subject) for m in outbox.messages(store.db) if m.kind == "alert"]
 
 
-def test_the_sync_job_syncs_and_says_what_it_did(jobs: Jobs, store: Store) -> None:
-    outcome = jobs.sync()
+def test_the_sync_job_syncs_and_says_what_it_did(jobs: Context, store: Store) -> None:
+    outcome = J.sync(jobs)
 
     assert outcome.status == "ok"
     assert outcome.summary.startswith("Baseline recorded: 7 studies")
-    assert store.counts()["tracked"] == 7
+    assert store.counts().tracked == 7
 
 
 def test_three_failed_syncs_in_a_row_alert_the_operator_once_and_recovery_once(
-        jobs: Jobs, store: Store, registry: Registry, job_settings: Settings) -> None:
-    assert jobs.sync().status == "ok"
+        jobs: Context, store: Store, registry: Registry, job_settings: Settings) -> None:
+    assert J.sync(jobs).status == "ok"
     failing(registry)
     outcomes = []
     for day in range(21, 26):
         refresh(registry, f"2026-11-{day}T09:00:05")
-        outcomes.append(jobs.sync())
+        outcomes.append(J.sync(jobs))
 
     assert [o.status for o in outcomes] == ["failed"] * 5
     assert "failed in a row" not in outcomes[1].summary
     assert outcomes[2].summary.endswith(f"(3 failed in a row; alert queued for {ADMIN})")
     assert outcomes[4].summary.endswith(f"(5 failed in a row; already alerted: {ADMIN})")
     assert alerts(store) == [(ADMIN, "Myositis trials tracker: 3 syncs in a row have failed")]
-    [alert] = [m for m in outbox.messages(store) if m.kind == "alert"]
+    [alert] = [m for m in outbox.messages(store.db) if m.kind == "alert"]
     assert alert.status == "sent"  # no mail server configured: written as a file
     assert "HTTP 503" in alert.text_body and "only alert for this run" in alert.text_body
     assert len(list(job_settings.digest_dir.glob("*-alert-*.eml"))) == 1
 
     registry.faults.clear()
-    recovered = jobs.sync()
-    again = jobs.sync()
+    recovered = J.sync(jobs)
+    again = J.sync(jobs)
 
     assert recovered.status == "ok"
     assert recovered.summary.endswith("2026-11-25T09:00:05; the operator was told syncing works "
@@ -98,55 +108,55 @@ def test_three_failed_syncs_in_a_row_alert_the_operator_once_and_recovery_once(
     assert again.status == "ok" and "operator" not in again.summary
     assert alerts(store) == [(ADMIN, "Myositis trials tracker: 3 syncs in a row have failed"),
                              (ADMIN, "Myositis trials tracker: syncing works again")]
-    recovery = outbox.messages(store)[-1]
+    recovery = outbox.messages(store.db)[-1]
     assert "after 5 failed attempts in a row" in recovery.text_body
 
 
-def test_a_new_run_of_failures_gets_its_own_alert(jobs: Jobs, store: Store,
+def test_a_new_run_of_failures_gets_its_own_alert(jobs: Context, store: Store,
                                                   registry: Registry) -> None:
-    jobs.sync()
+    J.sync(jobs)
     for streak, days in enumerate(((21, 22, 23), (24, 25, 26)), 1):
         failing(registry)
         for day in days:
             refresh(registry, f"2026-11-{day}T09:00:05")
-            jobs.sync()
+            J.sync(jobs)
         registry.faults.clear()
-        jobs.sync()
+        J.sync(jobs)
         assert len(alerts(store)) == 2 * streak
 
 
 def test_short_runs_of_failures_and_a_missing_admin_address_send_nothing(
-        jobs: Jobs, store: Store, registry: Registry) -> None:
-    jobs.sync()
+        jobs: Context, store: Store, registry: Registry) -> None:
+    J.sync(jobs)
     failing(registry)
     for day in (21, 22):
         refresh(registry, f"2026-11-{day}T09:00:05")
-        jobs.sync()
+        J.sync(jobs)
     registry.faults.clear()
-    jobs.sync()
+    J.sync(jobs)
     assert alerts(store) == []  # two failures: under the threshold, and no recovery mail
 
-    quiet = Jobs(dataclasses.replace(jobs.settings, admin_email=None), store, TAGGER)
+    quiet = context(dataclasses.replace(jobs.settings, admin_email=None), store)
     failing(registry)
     outcomes = []
     for day in (23, 24, 25):
         refresh(registry, f"2026-11-{day}T09:00:05")
-        outcomes.append(quiet.sync())
+        outcomes.append(J.sync(quiet))
     assert "set TRACKER_ADMIN_EMAIL to be told by e-mail" in outcomes[-1].summary
-    assert outbox.messages(store) == []
+    assert outbox.messages(store.db) == []
 
 
 def test_the_alert_goes_to_the_operator_over_smtp(job_settings: Settings, store: Store,
                                                   registry: Registry,
                                                   mailbox: Mailbox) -> None:
-    jobs = Jobs(dataclasses.replace(job_settings, smtp_host="127.0.0.1",
+    jobs = context(dataclasses.replace(job_settings, smtp_host="127.0.0.1",
                                     smtp_port=mailbox.port, smtp_security="none",
-                                    smtp_timeout=5), store, TAGGER)
-    jobs.sync()
+                                    smtp_timeout=5), store)
+    J.sync(jobs)
     failing(registry)
     for day in (21, 22, 23):
         refresh(registry, f"2026-11-{day}T09:00:05")
-        jobs.sync()
+        J.sync(jobs)
 
     [received] = mailbox.accepted
     assert received.rcpt_tos == (ADMIN,)
@@ -159,42 +169,42 @@ def test_the_alert_goes_to_the_operator_over_smtp(job_settings: Settings, store:
 def test_an_smtp_outage_keeps_the_alert_queued_and_the_job_says_so(
         job_settings: Settings, store: Store, registry: Registry) -> None:
     warnings: list[str] = []
-    jobs = Jobs(dataclasses.replace(job_settings, smtp_host="127.0.0.1", smtp_port=9,
-                                    smtp_security="none", smtp_timeout=2), store, TAGGER,
+    jobs = context(dataclasses.replace(job_settings, smtp_host="127.0.0.1", smtp_port=9,
+                                    smtp_security="none", smtp_timeout=2), store,
                 warn=warnings.append)
-    jobs.sync()
+    J.sync(jobs)
     failing(registry)
     for day in (21, 22, 23):
         refresh(registry, f"2026-11-{day}T09:00:05")
-        jobs.sync()
+        J.sync(jobs)
 
-    [alert] = [m for m in outbox.messages(store) if m.kind == "alert"]
+    [alert] = [m for m in outbox.messages(store.db) if m.kind == "alert"]
     assert alert.status == "queued"
     assert any(f"the alert to {ADMIN} is queued" in w for w in warnings)
 
 
 def test_digests_say_the_data_may_be_stale_after_failed_syncs(
-        jobs: Jobs, store: Store, registry: Registry, job_settings: Settings) -> None:
-    jobs.sync()
-    outbox.subscribe(store, "pat@example.org", Preferences(changes="all", cadence="daily"),
+        jobs: Context, store: Store, registry: Registry, job_settings: Settings) -> None:
+    J.sync(jobs)
+    subscribers.subscribe(store.db, "pat@example.org", Preferences(changes="all", cadence="daily"),
                      confirmed=True, now=utcnow())
     study = updated(registry.studies["NCT07725679"])
     study["protocolSection"]["statusModule"]["overallStatus"] = "RECRUITING"
     registry.put(study)
     refresh(registry, "2026-11-21T09:00:05")
-    jobs.sync()
+    J.sync(jobs)
     failing(registry)
     for day in (22, 23):
         refresh(registry, f"2026-11-{day}T09:00:05")
-        jobs.sync()
+        J.sync(jobs)
 
-    outcome = jobs.digests()
+    outcome = J.digests(jobs)
 
     assert outcome.status == "ok"
     # Pat's, and the operator's digest of every change (file mode: no mail server).
     assert outcome.summary.startswith("2 digest(s) queued, 0 with nothing new, 0 not due; "
                                       "2 written")
-    [digest] = [m for m in outbox.messages(store) if m.kind == "digest"]
+    [digest] = [m for m in outbox.messages(store.db) if m.kind == "digest"]
     assert digest.status == "sent"
     assert "the last 2 attempts to update from ClinicalTrials.gov failed" in digest.text_body
     assert "Now recruiting" in digest.text_body
@@ -202,55 +212,55 @@ def test_digests_say_the_data_may_be_stale_after_failed_syncs(
 
 def test_the_digest_job_needs_a_secret_key_only_once_someone_is_due(
         job_settings: Settings, store: Store) -> None:
-    keyless = Jobs(dataclasses.replace(job_settings, secret_key=None), store, TAGGER)
-    keyless.sync()
+    keyless = context(dataclasses.replace(job_settings, secret_key=None), store)
+    J.sync(keyless)
 
-    alone = keyless.digests()  # a fresh site: nobody has subscribed yet
+    alone = J.digests(keyless)  # a fresh site: nobody has subscribed yet
 
     assert alone.status == "ok"
     assert alone.summary.startswith("0 digest(s) queued, 0 with nothing new, 0 not due")
-    outbox.subscribe(store, "pat@example.org", Preferences(), confirmed=True, now=utcnow())
+    subscribers.subscribe(store.db, "pat@example.org", Preferences(), confirmed=True, now=utcnow())
     with pytest.raises(ConfigError, match="TRACKER_SECRET_KEY is not set"):
-        keyless.digests()
-    assert outbox.find(store, "pat@example.org").served_at is None  # still due
+        J.digests(keyless)
+    assert subscribers.find(store.db, "pat@example.org").served_at is None  # still due
 
 
 def test_the_report_job_writes_the_last_complete_week_of_the_configured_zone(
         job_settings: Settings, store: Store) -> None:
     tokyo = dataclasses.replace(job_settings, timezone=__import__("zoneinfo").ZoneInfo(
         "Asia/Tokyo"))
-    Jobs(tokyo, store, TAGGER).sync()
+    J.sync(context(tokyo, store))
     # Sunday 16:00 UTC is already Monday 01:00 in Tokyo: week 47 is complete there.
     with time_machine.travel(datetime(2026, 11, 22, 16, 0, tzinfo=UTC), tick=False):
-        outcome = Jobs(tokyo, store, TAGGER).report()
+        outcome = J.report(context(tokyo, store))
 
     assert outcome.status == "ok" and "2026-W47" in outcome.summary
     assert (tokyo.report_dir / "2026-W47.html").is_file()
     assert (tokyo.report_dir / "index.html").is_file()
 
 
-def test_a_sync_already_running_makes_the_job_skip(jobs: Jobs, store: Store) -> None:
-    with named_lock(store, "sync"):
-        outcome = jobs.sync()
+def test_a_sync_already_running_makes_the_job_skip(jobs: Context, store: Store) -> None:
+    with hold(store.db, Lock.SYNC):
+        outcome = J.sync(jobs)
 
     assert outcome.status == "skipped"
     assert outcome.summary.startswith("Another sync is already running")
-    assert store.last_run() is None
+    assert runs.last_sync(store.db) is None
 
 
 def test_a_stop_request_interrupts_the_sync_and_saves_nothing(
         job_settings: Settings, store: Store, registry: Registry) -> None:
     stop = threading.Event()
-    jobs = Jobs(job_settings, store, TAGGER, stop=stop)
-    jobs.sync()
+    jobs = context(job_settings, store, stop=stop)
+    J.sync(jobs)
     refresh(registry, "2026-11-21T09:00:05")
     registry.put(updated(registry.studies["NCT07725679"]))
     stop.set()
 
-    outcome = jobs.sync()
+    outcome = J.sync(jobs)
 
     assert outcome.status == "interrupted"
-    run = store.last_run()
+    run = runs.last_sync(store.db)
     assert run is not None and run.status == "interrupted"
-    assert store.failures_before() == []  # a stop is not a failure: no alert, no warning
+    assert runs.failures_before(store.db) == []  # a stop is not a failure: no alert, no warning
     assert store.changes() == []

@@ -13,11 +13,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tracker import notify, outbox
+from tracker import notify, outbox, subscribers
 from tracker.config import Settings
 from tracker.mail import SmtpTransport, drain
-from tracker.store import Store, utcnow
+from tracker.store import Store
 from tracker.subscribers import Preferences
+from tracker.times import utcnow
+
+pytestmark = pytest.mark.slow  # a real SMTP server on loopback, and openssl for its certificate
 
 USER, PASSWORD = "tracker", "correct horse battery staple"
 
@@ -78,24 +81,34 @@ def client_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(certificate[0]))
 
 
-def queue_one(tmp_path: Path, settings: Settings) -> Store:
+@pytest.fixture
+def opened() -> Iterator[list[Store]]:
+    """Closes every store a test opened."""
+    stores: list[Store] = []
+    yield stores
+    for store in stores:
+        store.close()
+
+
+def queue_one(settings: Settings, opened: list[Store]) -> Store:
     store = Store.open(settings.database_url, create=True)
-    subscriber, _ = outbox.subscribe(store, "ana@example.org", Preferences(), confirmed=False,
-                                     now=utcnow())
+    opened.append(store)
+    subscriber, _ = subscribers.subscribe(store.db, "ana@example.org", Preferences(),
+                                          confirmed=False, now=utcnow())
     notify.queue_confirmation(settings, store, subscriber, utcnow())
     return store
 
 
 def test_starttls_with_login_delivers_over_an_encrypted_authenticated_session(
-        tmp_path: Path, tls_server: tuple[Recorder, int],
-        certificate: tuple[Path, Path]) -> None:
+        tmp_path: Path, tls_server: tuple[Recorder, int], certificate: tuple[Path, Path],
+        opened: list[Store]) -> None:
     recorder, port = tls_server
     settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", secret_key="k" * 32,
                         smtp_host="127.0.0.1", smtp_port=port, smtp_security="starttls",
                         smtp_user=USER, smtp_password=PASSWORD)
-    store = queue_one(tmp_path, settings)
+    store = queue_one(settings, opened)
 
-    result = drain(store, SmtpTransport(settings, tls_context=client_context(certificate)))
+    result = drain(store.db, SmtpTransport(settings, tls_context=client_context(certificate)))
 
     assert result.sent == 1
     [(encrypted, authenticated, envelope)] = recorder.received
@@ -105,15 +118,20 @@ def test_starttls_with_login_delivers_over_an_encrypted_authenticated_session(
     assert PASSWORD not in repr(settings)  # secrets stay out of anything printed
 
 
-def test_an_untrusted_certificate_is_refused(tmp_path: Path,
-                                             tls_server: tuple[Recorder, int]) -> None:
+def test_an_untrusted_certificate_is_refused(tmp_path: Path, tls_server: tuple[Recorder, int],
+                                             opened: list[Store]) -> None:
     recorder, port = tls_server
     settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", secret_key="k" * 32,
                         smtp_host="127.0.0.1", smtp_port=port, smtp_security="starttls",
                         smtp_user=USER, smtp_password=PASSWORD)
-    store = queue_one(tmp_path, settings)
+    store = queue_one(settings, opened)
 
-    with pytest.raises(Exception, match="Cannot reach the mail server"):
-        drain(store, SmtpTransport(settings))  # system trust store: self-signed is refused
+    result = drain(store.db, SmtpTransport(settings))  # system trust store: self-signed is refused
 
+    assert (result.sent, result.left) == (0, 1)
+    [error] = result.errors
+    assert error.startswith(f"Cannot reach the mail server 127.0.0.1:{port}: ")
+    assert "certificate verify failed" in error
+    assert [(m.status, m.attempts, m.error) for m in outbox.messages(store.db)] == [
+        ("queued", 1, error)]
     assert recorder.received == []

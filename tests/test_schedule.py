@@ -24,13 +24,15 @@ from sqlalchemy import update
 from tests.conftest import updated
 from tests.fakeapi import FakeApi, Registry
 from tests.smtp import smtp_server
+from tracker import runs
 from tracker import outbox
 from tracker.config import Settings
 from tracker.errors import LockBusy
-from tracker.jobs import Jobs, Outcome
+from tracker import jobs as J
+from tracker.jobs import SCHEDULED, Context, Outcome
+from tracker.models import Job
 from tracker.schedule import (
     GRACE,
-    JOB_IDS,
     Runner,
     build_scheduler,
     is_overdue,
@@ -38,7 +40,8 @@ from tracker.schedule import (
     overdue,
     run,
 )
-from tracker.store import JOB, RUN, Store
+from tracker.runs import JOB, RUN
+from tracker.store import Store
 from tracker.tags import Tagger, load_vocabulary
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -63,7 +66,7 @@ def test_the_scheduler_has_three_jobs_with_fixed_ids_cron_triggers_and_safe_defa
         finally:
             scheduler.shutdown(wait=False)
 
-    assert set(jobs) == set(JOB_IDS) == {"sync", "digests", "report"}
+    assert set(jobs) == set(Job) == {"sync", "digests", "report"}
     for job_id, job in jobs.items():
         assert isinstance(job.trigger, CronTrigger)
         assert job.trigger.timezone == PARIS
@@ -76,7 +79,7 @@ def test_the_scheduler_has_three_jobs_with_fixed_ids_cron_triggers_and_safe_defa
     assert jobs["sync"].next_run_time == datetime(2026, 11, 22, 12, 0, tzinfo=PARIS)
     assert jobs["digests"].next_run_time == datetime(2026, 11, 23, 7, 0, tzinfo=PARIS)
     assert jobs["report"].next_run_time == datetime(2026, 11, 23, 6, 0, tzinfo=PARIS)
-    assert next_runs(paris, SUNDAY) == {job: jobs[job].next_run_time for job in JOB_IDS}
+    assert next_runs(paris, SUNDAY) == {job: jobs[job].next_run_time for job in Job}
 
 
 def test_schedules_and_time_zone_come_from_settings(paris: Settings) -> None:
@@ -117,48 +120,53 @@ def test_a_job_is_overdue_when_its_time_came_since_it_last_started() -> None:
     assert is_overdue(six_hourly, ran, ran + timedelta(days=3))
 
 
+def context(settings: Settings, store: Store, **kwargs: object) -> Context:
+    ctx = Context(settings, store.db, **kwargs)  # type: ignore[arg-type]
+    ctx.tagger = TAGGER
+    return ctx
+
+
 def test_catch_up_follows_the_clock_and_the_database(paris: Settings, store: Store) -> None:
-    jobs = Jobs(paris, store, TAGGER)
-    runner = Runner(jobs, store, logging.getLogger("test"))
+    runner = Runner(context(paris, store), logging.getLogger("test"))
     with time_machine.travel(datetime(2026, 11, 23, 5, 0, tzinfo=UTC), tick=False) as clock:
-        assert overdue(paris, store, datetime.now(UTC)) == ["sync", "digests", "report"]
-        for job in JOB_IDS:
+        assert overdue(paris, store.db, datetime.now(UTC)) == ["sync", "digests", "report"]
+        for job in Job:
             assert runner(job).status == "ok"
-        assert overdue(paris, store, datetime.now(UTC)) == []
+        assert overdue(paris, store.db, datetime.now(UTC)) == []
 
         clock.move_to(datetime(2026, 11, 23, 5, 59, tzinfo=UTC))  # 06:59 in Paris
-        assert overdue(paris, store, datetime.now(UTC)) == []
+        assert overdue(paris, store.db, datetime.now(UTC)) == []
         clock.move_to(datetime(2026, 11, 23, 6, 30, tzinfo=UTC))  # the 07:00 digests missed
-        assert overdue(paris, store, datetime.now(UTC)) == ["digests"]
+        assert overdue(paris, store.db, datetime.now(UTC)) == ["digests"]
         runner("digests")
         clock.move_to(datetime(2026, 11, 23, 10, 59, tzinfo=UTC))  # 11:59
-        assert overdue(paris, store, datetime.now(UTC)) == []
+        assert overdue(paris, store.db, datetime.now(UTC)) == []
         clock.move_to(datetime(2026, 11, 23, 11, 30, tzinfo=UTC))  # the 12:00 sync was missed
-        assert overdue(paris, store, datetime.now(UTC)) == ["sync"]
+        assert overdue(paris, store.db, datetime.now(UTC)) == ["sync"]
         clock.move_to(datetime(2026, 11, 24, 6, 30, tzinfo=UTC))  # digests at 07:00 too
-        assert overdue(paris, store, datetime.now(UTC)) == ["sync", "digests"]
+        assert overdue(paris, store.db, datetime.now(UTC)) == ["sync", "digests"]
         clock.move_to(datetime(2026, 11, 30, 6, 30, tzinfo=UTC))  # and Monday's report
-        assert overdue(paris, store, datetime.now(UTC)) == ["sync", "digests", "report"]
+        assert overdue(paris, store.db, datetime.now(UTC)) == ["sync", "digests", "report"]
 
 
 def test_a_manual_sync_counts_as_the_sync_having_run(paris: Settings, store: Store) -> None:
     with time_machine.travel(datetime(2026, 11, 23, 5, 0, tzinfo=UTC), tick=False):
-        Jobs(paris, store, TAGGER).sync()  # not through the runner: no job run recorded
-        assert "sync" not in overdue(paris, store, datetime.now(UTC))
+        J.sync(context(paris, store))  # not through the runner: no job run recorded
+        assert "sync" not in overdue(paris, store.db, datetime.now(UTC))
 
 
 def test_the_runner_records_each_run_and_logs_its_outcome_and_next_time(
         paris: Settings, store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    jobs = Jobs(paris, store, TAGGER)
-    jobs.digests = lambda: Outcome("failed", "the mail server refused")  # type: ignore[method-assign]
-    runner = Runner(jobs, store, logging.getLogger("test"),
-                    next_run=lambda job: datetime(2026, 11, 23, 7, 0, tzinfo=PARIS))
+    failing = {**SCHEDULED, Job.DIGESTS: lambda ctx: Outcome("failed", "the mail server refused")}
+    runner = Runner(context(paris, store), logging.getLogger("test"),
+                    next_run=lambda job: datetime(2026, 11, 23, 7, 0, tzinfo=PARIS),
+                    jobs=failing)  # type: ignore[arg-type]
 
     with caplog.at_level(logging.INFO, logger="test"):
         runner("sync")
         runner("digests")
 
-    sync_run, digests_run = store.last_job("sync"), store.last_job("digests")
+    sync_run, digests_run = runs.last_job(store.db, "sync"), runs.last_job(store.db, "digests")
     assert sync_run is not None and sync_run.status == "ok"
     assert (sync_run.summary or "").startswith("Baseline recorded")
     assert digests_run is not None and digests_run.status == "failed"
@@ -171,9 +179,9 @@ def test_the_runner_records_each_run_and_logs_its_outcome_and_next_time(
 
 def test_a_job_raising_a_bug_is_recorded_and_the_scheduler_lives_on(
         paris: Settings, store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    jobs = Jobs(paris, store, TAGGER)
-    jobs.report = lambda: 1 / 0  # type: ignore[assignment,method-assign,misc,return-value]
-    runner = Runner(jobs, store, logging.getLogger("test"))
+    broken = {**SCHEDULED, Job.REPORT: lambda ctx: 1 / 0}
+    runner = Runner(context(paris, store), logging.getLogger("test"),
+                    jobs=broken)  # type: ignore[arg-type]
 
     outcome = runner("report")
 
@@ -185,9 +193,8 @@ def test_a_job_raising_a_bug_is_recorded_and_the_scheduler_lives_on(
 def run_in_thread(settings: Settings, store: Store, stop: threading.Event
                   ) -> tuple[threading.Thread, list[bool]]:
     result: list[bool] = []
-    jobs = Jobs(settings, store, TAGGER, stop=stop)
-    thread = threading.Thread(target=lambda: result.append(
-        run(settings, store, jobs, logging.getLogger("test"))))
+    ctx = context(settings, store, stop=stop)
+    thread = threading.Thread(target=lambda: result.append(run(ctx, logging.getLogger("test"))))
     thread.start()
     return thread, result
 
@@ -203,20 +210,20 @@ def wait_for(condition: Callable[[], object], timeout: float = 20) -> None:
 def test_only_one_scheduler_runs_and_it_stops_cleanly(paris: Settings, store: Store) -> None:
     stop = threading.Event()
     thread, result = run_in_thread(paris, store, stop)
-    wait_for(lambda: (r := store.last_job("report")) and r.status != "running")
+    wait_for(lambda: (r := runs.last_job(store.db, "report")) and r.status != "running")
 
     with pytest.raises(LockBusy, match=r"Another scheduler \('tracker run'\) is already"):
-        run(paris, store, Jobs(paris, store, TAGGER), logging.getLogger("test"))
+        run(context(paris, store), logging.getLogger("test"))
     stop.set()
     thread.join(timeout=15)
 
     assert result == [True]
-    assert [store.last_job(j).status for j in JOB_IDS] == ["ok", "ok", "ok"]  # type: ignore[union-attr]
+    assert [runs.last_job(store.db, j).status for j in Job] == ["ok", "ok", "ok"]  # type: ignore[union-attr]
 
 
 def test_a_stop_during_a_sync_interrupts_it_without_saving_anything(
         paris: Settings, store: Store, registry: Registry) -> None:
-    Jobs(paris, store, TAGGER).sync()
+    J.sync(context(paris, store))
     with store.engine.begin() as conn:  # the last sync was long ago: catch up at start
         conn.execute(update(RUN).values(started_at=datetime(2026, 1, 1, tzinfo=UTC)))
     registry.data_timestamp = "2026-11-21T09:00:05"
@@ -232,10 +239,10 @@ def test_a_stop_during_a_sync_interrupts_it_without_saving_anything(
     thread.join(timeout=15)
 
     assert result == [True]
-    assert store.last_job("sync").status == "interrupted"  # type: ignore[union-attr]
-    assert store.last_run().status == "interrupted"  # type: ignore[union-attr]
+    assert runs.last_job(store.db, "sync").status == "interrupted"  # type: ignore[union-attr]
+    assert runs.last_sync(store.db).status == "interrupted"  # type: ignore[union-attr]
     assert store.changes() == []
-    assert store.last_job("digests") is None  # queued behind the sync, never started
+    assert runs.last_job(store.db, "digests") is None  # queued behind the sync, never started
 
 
 def test_a_job_that_overruns_the_stop_timeout_is_abandoned(
@@ -289,7 +296,7 @@ def test_tracker_run_syncs_sends_and_exits_cleanly_on_sigterm(
                                    stderr=subprocess.PIPE, text=True)
         try:
             wait_for(lambda: mailbox.accepted)
-            wait_for(lambda: (r := store.last_job("report")) and r.status != "running")
+            wait_for(lambda: (r := runs.last_job(store.db, "report")) and r.status != "running")
             second = tracker(env, "run", cwd=tmp_path)
             status = tracker(env, "status", cwd=tmp_path)
         finally:
@@ -311,7 +318,7 @@ def test_tracker_run_syncs_sends_and_exits_cleanly_on_sigterm(
     assert "Another scheduler ('tracker run') is already running (pid " in second.stderr
     assert f"Scheduler:             running (pid {process.pid}" in status.stdout
     assert "  sync     0 */6 * * *      next " in status.stdout
-    assert [m.status for m in outbox.messages(store)] == ["sent"]
+    assert [m.status for m in outbox.messages(store.db)] == ["sent"]
     assert [r["status"] for r in store.engine.connect().execute(
         JOB.select().order_by(JOB.c.id)).mappings()] == ["ok", "ok", "ok"]
     store.close()
@@ -354,7 +361,7 @@ def test_ctrl_c_twice_abandons_a_stuck_sync_at_once_and_loses_nothing(
     assert "Stopping: waiting up to 600s for the sync job to finish" in log
     assert "the sync job is abandoned at a second signal; nothing it did is half-saved" in log
     store = Store.open(f"sqlite:///{database}", create=True)
-    assert store.counts()["tracked"] == 0 and store.changes() == []
+    assert store.counts().tracked == 0 and store.changes() == []
     assert (tracker(env, "sync", cwd=tmp_path).returncode == 0)  # no stale lock left behind
-    assert store.last_run("interrupted") is not None  # the abandoned run, marked as such
+    assert runs.last_sync(store.db, "interrupted") is not None  # the abandoned run, marked as such
     store.close()

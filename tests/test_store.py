@@ -1,4 +1,5 @@
-"""The snapshot database: upgrades in place, re-tags on a new vocabulary, filters by tag."""
+"""The snapshot database: a database from before tags is upgraded and re-tagged, a new
+vocabulary re-tags every study at the next sync, filters narrow by tag."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tests.fakeapi import Registry
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient
 from tracker.store import Store, StudyFilter
-from tracker.sync import sync
+from tracker.sync import refresh_derived, sync
 from tracker.tags import Tagger, load_vocabulary
 
 TAG_COLUMNS = ["subtypes", "therapies", "tag_evidence", "recruiting", "children",
@@ -30,17 +31,18 @@ def test_a_database_from_before_tags_is_upgraded_and_tagged(settings: Settings, 
         for column in TAG_COLUMNS:
             conn.execute(text(f'ALTER TABLE study DROP COLUMN "{column}"'))
         conn.execute(text('ALTER TABLE change_event DROP COLUMN "plain"'))
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))  # as the hand-upgraded schema had none
     store.close()
 
     upgraded = Store.open(settings.database_url, create=True)
-    retagged = upgraded.retag(Tagger(load_vocabulary()))
+    retagged = refresh_derived(upgraded, Tagger(load_vocabulary()))
 
     columns = {c["name"] for c in inspect(upgraded.engine).get_columns("study")}
     assert set(TAG_COLUMNS) <= columns
     assert retagged == 7  # the removed study is re-tagged too, for its history
     study = upgraded.study("NCT02803307")
     assert study is not None and study.subtypes == "ibm"
-    assert upgraded.retag(Tagger(load_vocabulary())) == 0  # nothing left to do
+    assert refresh_derived(upgraded, Tagger(load_vocabulary())) == 0  # nothing left to do
     [event] = upgraded.changes()
     assert event.plain == "No longer listed among the tracked myositis trials"
     upgraded.close()
@@ -54,7 +56,7 @@ def test_editing_the_vocabulary_retags_every_study(settings: Settings, store: St
     extra.write_text('[therapies.chaperones]\nlabel = "Heat-shock protein co-inducers"\n'
                      'terms = ["arimoclomol"]\n')
 
-    retagged = store.retag(Tagger(load_vocabulary(extra)))
+    retagged = refresh_derived(store, Tagger(load_vocabulary(extra)))
 
     assert retagged == 7
     assert store.study("NCT02803307").therapies == "chaperones"

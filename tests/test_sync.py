@@ -10,10 +10,11 @@ from sqlalchemy import select
 
 from tests.conftest import load_study, updated
 from tests.fakeapi import Registry
+from tracker import runs
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient
 from tracker.errors import ApiError, IncompleteSync, LockBusy, MalformedResponse, RetriesExhausted
-from tracker.lock import sync_lock
+from tracker.lock import Lock, hold
 from tracker.store import EVENT, STUDY, VERSION, Store
 from tracker.sync import sync
 
@@ -44,9 +45,9 @@ def test_first_sync_is_a_baseline_without_change_events(settings: Settings, stor
     assert (result.mode, result.status, result.listed, result.new) == ("baseline", "ok", 7, 7)
     assert result.events == 0
     assert store.changes() == []
-    assert store.counts()["tracked"] == 7
+    assert store.counts().tracked == 7
     assert store.study("NCT04078230").overall_status == "RECRUITING"
-    assert store.last_run("ok").data_timestamp == "2026-11-20T09:00:05"
+    assert runs.last_sync(store.db, "ok").data_timestamp == "2026-11-20T09:00:05"
 
 
 def test_sync_is_skipped_when_the_registry_has_not_refreshed(settings: Settings, store: Store,
@@ -118,7 +119,7 @@ def test_new_and_removed_studies_are_reported(settings: Settings, store: Store,
     kinds = {(e.nct_id, e.kind) for e in store.changes()}
     assert kinds == {("NCT02248896", "new"), ("NCT00987428", "removed")}
     assert store.study("NCT00987428").removed_at is not None
-    assert store.counts()["tracked"] == 6
+    assert store.counts().tracked == 6
 
 
 def test_a_removed_study_that_matches_again_is_reported_new(settings: Settings, store: Store,
@@ -166,7 +167,7 @@ def test_a_moved_version_holder_is_not_even_a_new_version(settings: Settings, st
     result = sync(settings, store, client, full=True)
 
     assert (result.unchanged, result.reformatted, result.changed) == (7, 0, 0)
-    assert store.counts()["versions"] == 7
+    assert store.counts().versions == 7
 
 
 def test_full_sync_reports_the_same_changes_as_incremental(settings: Settings, store: Store,
@@ -223,7 +224,7 @@ def test_a_fault_on_any_page_changes_nothing(fault: str, settings: Settings, sto
 
     assert snapshot(store) == before
     assert store.study("NCT00987428").removed_at is None
-    failed = store.last_run("failed")
+    failed = runs.last_sync(store.db, "failed")
     assert failed is not None and failed.error
     registry.faults.clear()
     result = sync(settings, store, client)
@@ -247,7 +248,7 @@ def test_a_short_listing_changes_nothing(settings: Settings, store: Store, clien
         sync(settings, store, client)
 
     assert snapshot(store) == before
-    assert store.counts()["removed"] == 0
+    assert store.counts().removed == 0
 
 
 def test_a_registry_refresh_during_the_sync_changes_nothing(settings: Settings, store: Store,
@@ -274,7 +275,7 @@ def test_a_registry_refresh_during_the_sync_changes_nothing(settings: Settings, 
 def test_a_second_sync_is_refused_while_one_runs(settings: Settings, store: Store,
                                                  client: CtGovClient,
                                                  registry: Registry) -> None:
-    with sync_lock(store), pytest.raises(LockBusy, match="Another sync is already running"):
+    with hold(store.db, Lock.SYNC), pytest.raises(LockBusy, match="Another sync is already running"):
         sync(settings, store, client)
     assert registry.log == []
 
@@ -282,16 +283,16 @@ def test_a_second_sync_is_refused_while_one_runs(settings: Settings, store: Stor
 def test_a_run_left_running_by_a_killed_process_is_marked_interrupted(settings: Settings,
                                                                  store: Store,
                                                                  client: CtGovClient) -> None:
-    orphan = store.begin_run(settings.query)
+    orphan = runs.begin_sync(store.db, settings.query)
 
     sync(settings, store, client)
 
     with store.engine.connect() as conn:
-        from tracker.store import RUN
+        from tracker.runs import RUN
         row = conn.execute(select(RUN).where(RUN.c.id == orphan)).mappings().one()
     assert row["status"] == "interrupted"
     assert "Interrupted" in row["error"]
-    assert store.failures_before() == []  # not a failure of the registry or the network
+    assert runs.failures_before(store.db) == []  # not a failure of the registry or the network
 
 
 def test_changes_come_newest_sync_first_and_in_diff_order_within_a_sync(

@@ -10,12 +10,17 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import httpx
 import pytest
 
-from tracker import outbox
+from tracker import subscribers
 from tracker.config import Settings
-from tracker.store import Store, utcnow
+from tracker.jobs import Context
+from tracker.models import Subscriber
+from tracker.store import Store
 from tracker.subscribers import Preferences
+from tracker.times import utcnow
 from tracker.tokens import make
 from tracker.web import App
+
+pytestmark = pytest.mark.slow  # every test serves the pages for real: a thread or a process
 
 SECRET = "s" * 32
 
@@ -29,16 +34,26 @@ class Quiet(WSGIRequestHandler):
 def site(tmp_path: Path) -> Iterator[tuple[str, Store, int]]:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", secret_key=SECRET)
     store = Store.open(settings.database_url, create=True)
-    subscriber, _ = outbox.subscribe(store, "pat@example.org", Preferences(), confirmed=False,
-                                     now=utcnow())
-    server = make_server("127.0.0.1", 0, App(settings, store), handler_class=Quiet)
+    subscriber, _ = subscribers.subscribe(store.db, "pat@example.org", Preferences(),
+                                          confirmed=False, now=utcnow())
+    assert subscriber.id is not None
+    server = make_server("127.0.0.1", 0, App(Context(settings, store.db)), handler_class=Quiet)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    assert subscriber.id is not None
-    yield f"http://127.0.0.1:{server.server_port}", store, subscriber.id
-    server.shutdown()
-    server.server_close()
-    store.close()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", store, subscriber.id
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        store.close()
+    assert not thread.is_alive()
+
+
+def stored(store: Store, subscriber_id: int) -> Subscriber:
+    found = subscribers.get(store.db, subscriber_id)
+    assert found is not None
+    return found
 
 
 def test_opening_a_confirmation_link_only_asks_and_posting_confirms(site) -> None:  # type: ignore[no-untyped-def]
@@ -48,11 +63,11 @@ def test_opening_a_confirmation_link_only_asks_and_posting_confirms(site) -> Non
     page = httpx.get(f"{base}/confirm", params={"token": token})
     assert page.status_code == 200
     assert "Confirm e-mails to pat@example.org" in page.text
-    assert outbox.get(store, sub_id).confirmed_at is None  # a link prefetch changes nothing
+    assert stored(store, sub_id).confirmed_at is None  # a link prefetch changes nothing
 
     done = httpx.post(f"{base}/confirm", data={"token": token})
     assert done.status_code == 200 and "Subscription confirmed" in done.text
-    assert outbox.get(store, sub_id).confirmed_at is not None
+    assert stored(store, sub_id).confirmed_at is not None
     again = httpx.post(f"{base}/confirm", data={"token": token})
     assert again.status_code == 400 and "already been used" in again.text
 
@@ -65,7 +80,7 @@ def test_one_click_unsubscribe_works_as_mail_clients_send_it(site) -> None:  # t
                         data={"List-Unsubscribe": "One-Click"})
 
     assert answer.status_code == 200 and answer.text == "Unsubscribed."
-    assert outbox.get(store, sub_id).unsubscribed_at is not None
+    assert stored(store, sub_id).unsubscribed_at is not None
 
 
 def test_a_tampered_or_misused_token_is_refused_with_an_escaped_page(site) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +92,7 @@ def test_a_tampered_or_misused_token_is_refused_with_an_escaped_page(site) -> No
     hostile = httpx.get(f"{base}/confirm", params={"token": "<script>alert(1)</script>"})
 
     assert wrong_purpose.status_code == 400
-    assert outbox.get(store, sub_id).unsubscribed_at is None
+    assert stored(store, sub_id).unsubscribed_at is None
     assert tampered.status_code == 400 and "not valid" in tampered.text
     assert "<script>" not in hostile.text
     assert hostile.headers["Content-Security-Policy"].startswith("default-src 'none'")
@@ -110,7 +125,12 @@ def test_tracker_serve_answers_and_keeps_tokens_out_of_its_log(tmp_path: Path) -
         httpx.get(f"http://127.0.0.1:{port}/confirm", params={"token": "secret-token-value"})
     finally:
         server.send_signal(signal.SIGINT)
-        _, log = server.communicate(timeout=10)
+        try:
+            _, log = server.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
+            raise
     assert answer.status_code == 200 and answer.text == "The tracker is running."
     assert "GET /confirm 400" in log
     assert "secret-token-value" not in log

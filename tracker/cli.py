@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tracker.diff import KINDS
 from tracker.errors import NotFound, TrackerError
 from tracker.jobs import Context
 from tracker.store import StudyFilter
+from tracker.tags import Tagger, load_vocabulary
 from tracker.sync import INTERRUPTED
 from tracker.times import as_utc, utcnow
 
@@ -82,22 +84,24 @@ class App:
         self.settings = Settings.from_env()
         self._context: Context | None = None
 
+    @cached_property
+    def tagger(self) -> Tagger:
+        return Tagger(load_vocabulary(self.settings.vocabulary))
+
     def context(self, *, write: bool = False) -> Context:
         if self._context is None:
             db = Database.open(self.settings.database_url, create=write)
             self._context = Context(self.settings, db, warn=warn)
+            self._context.tagger = self.tagger
         return self._context
 
     def close(self) -> None:
         if self._context is not None:
             self._context.db.close()
 
-    def study_filter(self, ctx: Context, subtypes: tuple[str, ...],
-                     therapies: tuple[str, ...], recruiting: bool, children: bool,
-                     names: tuple[str, ...]) -> StudyFilter:
-        """Filters as given, checked: tags against the vocabulary, countries against ISO
-        3166 names and the snapshot's own spellings."""
-        vocabulary = ctx.vocabulary
+    def check_tags(self, subtypes: tuple[str, ...], therapies: tuple[str, ...]) -> None:
+        """Refuse a tag the vocabulary does not have, naming the ones it has."""
+        vocabulary = self.tagger.vocabulary
         for option, given, known in (("--subtype", subtypes, list(vocabulary.subtypes)),
                                      ("--therapy", therapies, vocabulary.therapy_names)):
             for tag in given:
@@ -105,6 +109,13 @@ class App:
                     raise click.BadParameter(
                         f"{tag!r} is not a known tag; choose from {', '.join(known)} "
                         "(see 'tracker tags')", param_hint=option)
+
+    def study_filter(self, ctx: Context, subtypes: tuple[str, ...],
+                     therapies: tuple[str, ...], recruiting: bool, children: bool,
+                     names: tuple[str, ...]) -> StudyFilter:
+        """Filters as given, checked: tags against the vocabulary, countries against ISO
+        3166 names and the snapshot's own spellings."""
+        self.check_tags(subtypes, therapies)
         present = ctx.store.countries() if names else []
         chosen = tuple(countries.resolve(name, present) for name in names)
         return StudyFilter(subtypes, therapies, recruiting, children, chosen)
@@ -209,11 +220,13 @@ def changes_command(app: App, since: str | None, nct_id: str | None, kinds: tupl
       tracker changes --subtype jdm --recruiting --country France
       tracker changes --nct NCT01234567 --kind status --json
     """
+    after = _parse_since(since) if since else None
+    nct_id = _nct(nct_id) if nct_id else None
+    app.check_tags(subtypes, therapies)
     ctx = app.context()
     where = app.study_filter(ctx, subtypes, therapies, recruiting, children, countries)
-    events = ctx.store.changes(since=_parse_since(since) if since else None,
-                               nct_id=_nct(nct_id) if nct_id else None, kinds=kinds,
-                               limit=limit, where=where)
+    events = ctx.store.changes(since=after, nct_id=nct_id, kinds=kinds, limit=limit,
+                               where=where)
     studies = ctx.store.studies(e.nct_id for e in events)
     if as_json:
         click.echo(json.dumps([views.event_dict(e, studies.get(e.nct_id)) for e in events],
@@ -239,8 +252,8 @@ def show_command(app: App, nct_id: str, as_json: bool) -> None:
       tracker show NCT01234567
       tracker show NCT01234567 --json
     """
-    ctx = app.context()
     nct_id = _nct(nct_id)
+    ctx = app.context()
     study = ctx.store.study(nct_id)
     if study is None:
         raise NotFound(f"{nct_id} is not in the snapshot. Run 'tracker sync' first, or check "
@@ -336,6 +349,7 @@ def export_command(app: App, fmt: str, output: str | None, include_removed: bool
       tracker export --format csv -o trials.csv
       tracker export --format json --therapy jak --subtype ass --country France
     """
+    app.check_tags(subtypes, therapies)
     ctx = app.context()
     where = app.study_filter(ctx, subtypes, therapies, recruiting, children, countries)
     today = utcnow().date()
@@ -367,8 +381,8 @@ def report_command(app: App, week: str | None, out: Path | None) -> None:
     """
     from tracker.report import Week
 
-    ctx = app.context()
-    outcome = jobs.report(ctx, Week.parse(week) if week else None, out)
+    chosen = Week.parse(week) if week else None
+    outcome = jobs.report(app.context(), chosen, out)
     assert outcome.week is not None
     click.echo(f"Report for {outcome.week.name} written to {outcome.folder}/ "
                f"({len(outcome.written)} files: {outcome.week.name}.html, .md, .json, "

@@ -33,11 +33,13 @@ from tracker.subscribers import Preferences, parse_point
 @click.option("--children", is_flag=True, help="Only trials children can join.")
 @click.option("--recruiting-only", is_flag=True, help="Only trials recruiting now (and news "
                                                       "of recruitment closing).")
-@click.option("--changes", type=click.Choice(list(ChangeSet)), default=ChangeSet.PATIENT,
+@click.option("--changes", type=click.Choice([c.value for c in ChangeSet]),
+              default=ChangeSet.PATIENT.value,
               show_default=True,
               help="patient: new trials, recruitment opening or closing, new sites, results, "
                    "early stops; all: every change.")
-@click.option("--cadence", type=click.Choice(list(Cadence)), default=Cadence.WEEKLY,
+@click.option("--cadence", type=click.Choice([c.value for c in Cadence]),
+              default=Cadence.WEEKLY.value,
               show_default=True)
 @click.option("--day", metavar="DAY", help="Weekly digests: the day they go out, e.g. mon or "
                                            "friday (default TRACKER_WEEKLY_DAY).")
@@ -55,7 +57,9 @@ def subscribe_command(app: App, email: str, subtypes: tuple[str, ...],
       tracker subscribe dr@example.org --therapy jak --changes all --cadence daily
       tracker subscribe family@example.org --subtype jdm --near 45.75,4.85 --radius-km 150
     """
-    subscribers.normalise_address(email)  # a bad address is refused before anything else
+    subscribers.normalise_address(email)  # bad input is refused before anything is written
+    app.check_tags(subtypes, therapies)
+    weekday = _weekday(day, cadence)
     ctx = app.context(write=True)
     where = app.study_filter(ctx, subtypes, therapies, False, children, countries)
     if radius_km is not None and not near:
@@ -66,7 +70,7 @@ def subscribe_command(app: App, email: str, subtypes: tuple[str, ...],
         raise click.BadParameter(str(error), param_hint="--near") from None
     preferences = Preferences(where.subtypes, where.therapies, where.countries, point,
                               radius_km, children, recruiting_only, ChangeSet(changes),
-                              Cadence(cadence), _weekday(day, cadence))
+                              Cadence(cadence), weekday)
     done = jobs.subscribe(ctx, email, preferences, confirmed=confirmed)
     click.echo(f"{done.outcome.capitalize()}: {done.subscriber.email} "
                f"({describe(done.subscriber, ctx.settings.weekly_day)}).")

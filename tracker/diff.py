@@ -25,7 +25,7 @@ from tracker.record import (
 )
 from tracker.text import shorten
 
-KINDS = tuple(ChangeKind)
+KINDS = tuple(kind.value for kind in ChangeKind)
 
 
 @dataclass(frozen=True)
