@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tracker.config import DEFAULT_QUERY, Settings, redact_url
@@ -109,3 +111,10 @@ def test_bad_schedule_settings_are_refused_with_the_fix(name: str, value: str,
     with pytest.raises(ConfigError, match=name) as refused:
         Settings.from_env({name: value})
     assert hint in str(refused.value)
+
+
+def test_a_templates_folder_must_exist(tmp_path: Path) -> None:
+    assert Settings.from_env({}).templates_dir is None
+    assert Settings.from_env({"TRACKER_TEMPLATES_DIR": str(tmp_path)}).templates_dir == tmp_path
+    with pytest.raises(ConfigError, match=r"TRACKER_TEMPLATES_DIR=.* folder of templates"):
+        Settings.from_env({"TRACKER_TEMPLATES_DIR": str(tmp_path / "nope")})

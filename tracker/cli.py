@@ -28,8 +28,8 @@ from tracker.diff import KINDS
 from tracker.errors import NotFound, TrackerError
 from tracker.jobs import Context
 from tracker.store import StudyFilter
-from tracker.tags import Tagger, load_vocabulary
 from tracker.sync import INTERRUPTED
+from tracker.tags import Tagger, load_vocabulary
 from tracker.times import as_utc, utcnow
 
 EXIT_INTERRUPTED = 130

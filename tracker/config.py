@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.utils
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -57,6 +57,7 @@ class Settings:
     retry_after_cap: float = 300.0
     overlap_days: int = 3
     vocabulary: Path | None = None
+    templates_dir: Path | None = None  # templates here replace the packaged ones of that name
     # E-mail. Secrets never appear in repr() and so never in logs.
     secret_key: str | None = field(default=None, repr=False)
     public_url: str = "http://localhost:8000"
@@ -95,12 +96,17 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `env` (default: `os.environ`); unset or empty means default."""
-        env = os.environ if env is None else env
+        """Build settings from `env` (default: `os.environ`); unset or empty means default.
 
-        def get(name: str, parse: Callable[[str], T], default: T, hint: str) -> T:
+        Defaults are written once, on the fields: `get` names the field it falls back to.
+        """
+        env = os.environ if env is None else env
+        defaults: dict[str, Any] = {f.name: f.default for f in fields(cls)}
+
+        def get(name: str, setting: str, parse: Callable[[str], T], hint: str) -> T:
             raw = env.get(name, "").strip()
             if not raw:
+                default: T = defaults[setting]
                 return default
             try:
                 return parse(raw)
@@ -108,51 +114,54 @@ class Settings:
                 raise ConfigError(f"{name}={raw!r} is not valid: {hint}") from error
 
         return cls(
-            base_url=get("CTGOV_BASE_URL", _http_url, DEFAULT_BASE_URL,
+            base_url=get("CTGOV_BASE_URL", "base_url", _http_url,
                          "give an http(s) URL such as https://clinicaltrials.gov/api/v2"),
-            database_url=get("TRACKER_DATABASE_URL", _database_url, DEFAULT_DATABASE_URL,
+            database_url=get("TRACKER_DATABASE_URL", "database_url", _database_url,
                              "use sqlite:///path/to/file.db or postgresql+psycopg://user@host/db"),
-            query=get("TRACKER_QUERY", _query, DEFAULT_QUERY,
+            query=get("TRACKER_QUERY", "query", _query,
                       "give a ClinicalTrials.gov condition search (Essie syntax)"),
-            page_size=get("TRACKER_PAGE_SIZE", _int_between(1, 1000), 1000,
+            page_size=get("TRACKER_PAGE_SIZE", "page_size", _int_between(1, 1000),
                           "give a whole number from 1 to 1000"),
-            request_interval=get("TRACKER_REQUEST_INTERVAL", _float_between(0, 60), 1.0,
+            request_interval=get("TRACKER_REQUEST_INTERVAL", "request_interval",
+                                 _float_between(0, 60),
                                  "give seconds between requests, from 0 to 60"),
-            timeout=get("TRACKER_TIMEOUT", _float_between(1, 600), 60.0,
+            timeout=get("TRACKER_TIMEOUT", "timeout", _float_between(1, 600),
                         "give seconds from 1 to 600"),
-            max_retries=get("TRACKER_MAX_RETRIES", _int_between(0, 20), 5,
+            max_retries=get("TRACKER_MAX_RETRIES", "max_retries", _int_between(0, 20),
                             "give a whole number from 0 to 20"),
-            retry_after_cap=get("TRACKER_RETRY_AFTER_CAP", _float_between(0, 3600), 300.0,
-                                "give seconds from 0 to 3600"),
-            overlap_days=get("TRACKER_OVERLAP_DAYS", _int_between(0, 60), 3,
+            retry_after_cap=get("TRACKER_RETRY_AFTER_CAP", "retry_after_cap",
+                                _float_between(0, 3600), "give seconds from 0 to 3600"),
+            overlap_days=get("TRACKER_OVERLAP_DAYS", "overlap_days", _int_between(0, 60),
                              "give a whole number of days from 0 to 60"),
-            vocabulary=get("TRACKER_VOCABULARY", _existing_file, None,
+            vocabulary=get("TRACKER_VOCABULARY", "vocabulary", _existing_file,
                            "give the path of a readable TOML file"),
-            secret_key=get("TRACKER_SECRET_KEY", _secret, None,
+            templates_dir=get("TRACKER_TEMPLATES_DIR", "templates_dir", _existing_folder,
+                              "give the path of a folder of templates"),
+            secret_key=get("TRACKER_SECRET_KEY", "secret_key", _secret,
                            "use at least 16 characters of random text"),
-            public_url=get("TRACKER_PUBLIC_URL", _http_url, "http://localhost:8000",
+            public_url=get("TRACKER_PUBLIC_URL", "public_url", _http_url,
                            "give the http(s) address where the tracker's links are served"),
-            mail_from=get("TRACKER_MAIL_FROM", _address, "Myositis trials tracker "
-                          "<tracker@localhost>", "give an address like Name <user@example.org>"),
-            smtp_host=get("TRACKER_SMTP_HOST", _host, None, "give a host name"),
-            smtp_port=get("TRACKER_SMTP_PORT", _int_between(1, 65535), None,
+            mail_from=get("TRACKER_MAIL_FROM", "mail_from", _address,
+                          "give an address like Name <user@example.org>"),
+            smtp_host=get("TRACKER_SMTP_HOST", "smtp_host", _host, "give a host name"),
+            smtp_port=get("TRACKER_SMTP_PORT", "smtp_port", _int_between(1, 65535),
                           "give a port number from 1 to 65535"),
-            smtp_security=get("TRACKER_SMTP_SECURITY", _one_of("starttls", "tls", "none"),
-                              "starttls", "use starttls, tls or none"),
-            smtp_user=get("TRACKER_SMTP_USER", str, None, "give the SMTP login name"),
-            smtp_password=get("TRACKER_SMTP_PASSWORD", str, None, "give the SMTP password"),
-            smtp_timeout=get("TRACKER_SMTP_TIMEOUT", _float_between(1, 600), 30.0,
+            smtp_security=get("TRACKER_SMTP_SECURITY", "smtp_security",
+                              _one_of("starttls", "tls", "none"), "use starttls, tls or none"),
+            smtp_user=get("TRACKER_SMTP_USER", "smtp_user", str, "give the SMTP login name"),
+            smtp_password=get("TRACKER_SMTP_PASSWORD", "smtp_password", str,
+                              "give the SMTP password"),
+            smtp_timeout=get("TRACKER_SMTP_TIMEOUT", "smtp_timeout", _float_between(1, 600),
                              "give seconds from 1 to 600"),
-            digest_dir=get("TRACKER_DIGEST_DIR", Path, Path("digests"),
-                           "give a folder path"),
-            confirm_days=get("TRACKER_CONFIRM_DAYS", _int_between(1, 90), 7,
+            digest_dir=get("TRACKER_DIGEST_DIR", "digest_dir", Path, "give a folder path"),
+            confirm_days=get("TRACKER_CONFIRM_DAYS", "confirm_days", _int_between(1, 90),
                              "give a whole number of days from 1 to 90"),
             **_schedule_settings(get),
         )
 
 
 def _schedule_settings(get: Callable[..., Any]) -> dict[str, Any]:
-    timezone = get("TRACKER_TIMEZONE", _zone, UTC_ZONE,
+    timezone = get("TRACKER_TIMEZONE", "timezone", _zone,
                    "give an IANA time zone such as Europe/Paris or America/New_York")
     assert isinstance(timezone, ZoneInfo)
     cron = _cron(timezone)
@@ -160,17 +169,17 @@ def _schedule_settings(get: Callable[..., Any]) -> dict[str, Any]:
             "e.g. '0 */6 * * *' or '0 6 * * mon'")
     return {
         "timezone": timezone,
-        "sync_schedule": get("TRACKER_SYNC_SCHEDULE", cron, "0 */6 * * *", hint),
-        "digest_schedule": get("TRACKER_DIGEST_SCHEDULE", cron, "0 7 * * *", hint),
-        "report_schedule": get("TRACKER_REPORT_SCHEDULE", cron, "0 6 * * mon", hint),
-        "weekly_day": get("TRACKER_WEEKLY_DAY", parse_weekday, 0,
+        "sync_schedule": get("TRACKER_SYNC_SCHEDULE", "sync_schedule", cron, hint),
+        "digest_schedule": get("TRACKER_DIGEST_SCHEDULE", "digest_schedule", cron, hint),
+        "report_schedule": get("TRACKER_REPORT_SCHEDULE", "report_schedule", cron, hint),
+        "weekly_day": get("TRACKER_WEEKLY_DAY", "weekly_day", parse_weekday,
                           "give a day of the week, e.g. monday or mon"),
-        "report_dir": get("TRACKER_REPORT_DIR", Path, Path("reports"), "give a folder path"),
-        "admin_email": get("TRACKER_ADMIN_EMAIL", _address, None,
+        "report_dir": get("TRACKER_REPORT_DIR", "report_dir", Path, "give a folder path"),
+        "admin_email": get("TRACKER_ADMIN_EMAIL", "admin_email", _address,
                            "give an address like ops@example.org"),
-        "alert_after": get("TRACKER_ALERT_AFTER", _int_between(1, 100), 3,
+        "alert_after": get("TRACKER_ALERT_AFTER", "alert_after", _int_between(1, 100),
                            "give a whole number of failed syncs from 1 to 100"),
-        "stop_timeout": get("TRACKER_STOP_TIMEOUT", _float_between(0, 3600), 30.0,
+        "stop_timeout": get("TRACKER_STOP_TIMEOUT", "stop_timeout", _float_between(0, 3600),
                             "give seconds from 0 to 3600"),
     }
 
@@ -249,6 +258,13 @@ def _one_of(*choices: str) -> Callable[[str], str]:
 def _existing_file(raw: str) -> Path:
     path = Path(raw).expanduser()
     if not path.is_file():
+        raise ValueError(raw)
+    return path
+
+
+def _existing_folder(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_dir():
         raise ValueError(raw)
     return path
 

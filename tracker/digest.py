@@ -7,7 +7,6 @@ only through `clean_header` (subjects are built from counts and short, cleaned t
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,11 +15,9 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
-from pathlib import Path
 from urllib.parse import urlencode
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
+from tracker import templating
 from tracker.config import Settings
 from tracker.matching import describe, wants
 from tracker.models import ChangeEvent, MessageKind, Study, Subscriber
@@ -28,8 +25,6 @@ from tracker.record import status_label
 from tracker.text import history_url, one_line, shorten, split_list, study_url
 from tracker.times import utc_time
 
-TEMPLATES = Path(os.environ.get("TRACKER_TEMPLATES_DIR", "")) if os.environ.get(
-    "TRACKER_TEMPLATES_DIR") else Path(__file__).resolve().parents[1] / "templates"
 # Long lines rather than RFC 2047 encoded words: List-Unsubscribe URLs must stay readable.
 STALE_AFTER = timedelta(days=2)  # the registry refreshes every weekday
 POLICY = SMTP.clone(max_line_length=998)
@@ -126,13 +121,11 @@ def subject(digest: Digest) -> str:
 
 
 class Renderer:
-    """Jinja2 templates from templates/, autoescaped for HTML, plain for text."""
+    """Jinja2 templates (see tracker.templating), autoescaped for HTML, plain for text."""
 
-    def __init__(self, settings: Settings, templates: Path = TEMPLATES) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.env = Environment(loader=FileSystemLoader(str(templates)),
-                               autoescape=select_autoescape(["html"]), trim_blocks=True,
-                               lstrip_blocks=True, undefined=StrictUndefined)
+        self.env = templating.environment(override=settings.templates_dir)
 
     def digest(self, digest: Digest, freshness: Freshness, unsubscribe_url: str | None
                ) -> tuple[str, str]:

@@ -177,7 +177,8 @@ def report(ctx: Context, week: reports.Week | None = None,
     week = week or reports.Week.last_complete(now.astimezone(ctx.settings.timezone).date())
     folder = folder or ctx.settings.report_dir
     written = reports.write(ctx.store, ctx.vocabulary, week, folder, now,
-                            f"{ctx.settings.public_url}/reports")
+                            f"{ctx.settings.public_url}/reports",
+                            templates_dir=ctx.settings.templates_dir)
     return Reported(RunStatus.OK, f"report for {week.name} written to {folder}/ "
                                   f"({len(written)} files)", week=week, folder=folder,
                     written=written)

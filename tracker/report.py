@@ -15,11 +15,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment
 from markupsafe import Markup
 
-from tracker import charts
-from tracker.digest import TEMPLATES
+from tracker import charts, templating
 from tracker.errors import BadWeek
 from tracker.feeds import atom_feed, events_for_subtype
 from tracker.matching import STOPPED
@@ -178,9 +177,8 @@ def _per_quarter(studies: Any) -> list[tuple[str, int]]:
 
 # --- rendering -----------------------------------------------------------------------------
 
-def _environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), trim_blocks=True,
-                      lstrip_blocks=True, autoescape=select_autoescape(["html"]))
+def _environment(templates_dir: Path | None = None) -> Environment:
+    env = templating.environment(override=templates_dir, strict=False)
     env.filters["md"] = markdown_escape
     env.filters["stamp"] = stamp
     env.filters["by_year"] = by_year
@@ -208,7 +206,7 @@ def markdown_escape(text: object) -> str:
     return " ".join(value.split())
 
 
-def render_html(data: dict[str, Any]) -> str:
+def render_html(data: dict[str, Any], templates_dir: Path | None = None) -> str:
     figures = {
         "recruiting_by_subtype": charts.bar_chart(
             "Trials recruiting now, by myositis subtype", data["recruiting_by_subtype"]),
@@ -221,16 +219,17 @@ def render_html(data: dict[str, Any]) -> str:
                                            data["new_per_quarter"]),
     }
     safe = {key: Markup(svg) for key, svg in figures.items()}  # noqa: S704 (escaped in charts)
-    return _environment().get_template("report.html").render(data=data, charts=safe,
-                                                             kinds=KIND_TITLES)
+    return _environment(templates_dir).get_template("report.html").render(
+        data=data, charts=safe, kinds=KIND_TITLES)
 
 
-def render_markdown(data: dict[str, Any]) -> str:
-    return _environment().get_template("report.md").render(data=data, kinds=KIND_TITLES)
+def render_markdown(data: dict[str, Any], templates_dir: Path | None = None) -> str:
+    template = _environment(templates_dir).get_template("report.md")
+    return template.render(data=data, kinds=KIND_TITLES)
 
 
-def render_index(weeks: list[str]) -> str:
-    return _environment().get_template("report_index.html").render(weeks=weeks)
+def render_index(weeks: list[str], templates_dir: Path | None = None) -> str:
+    return _environment(templates_dir).get_template("report_index.html").render(weeks=weeks)
 
 
 KIND_TITLES = {
@@ -244,18 +243,22 @@ KIND_TITLES = {
 
 
 def write(store: Store, vocabulary: Vocabulary, week: Week, out: Path, now: datetime,
-          site_url: str) -> list[Path]:
-    """Write the week's .html, .md and .json, the index and the feeds; returns the paths."""
+          site_url: str, templates_dir: Path | None = None) -> list[Path]:
+    """Write the week's .html, .md and .json, the index and the feeds; returns the paths.
+
+    Templates in `templates_dir` replace the shipped ones of the same name (see
+    tracker.templating); None means the shipped templates only.
+    """
     out.mkdir(parents=True, exist_ok=True)
     data = collect(store, vocabulary, week, now)
     written = [
-        _write(out / f"{week.name}.html", render_html(data)),
-        _write(out / f"{week.name}.md", render_markdown(data)),
+        _write(out / f"{week.name}.html", render_html(data, templates_dir)),
+        _write(out / f"{week.name}.md", render_markdown(data, templates_dir)),
         _write(out / f"{week.name}.json", json.dumps(data, indent=2, ensure_ascii=False)),
     ]
     weeks = sorted((p.stem for p in out.glob("*-W*.html") if WEEK.match(p.stem)),
                    reverse=True)
-    written.append(_write(out / "index.html", render_index(weeks)))
+    written.append(_write(out / "index.html", render_index(weeks, templates_dir)))
     written.extend(_feeds(store, vocabulary, out, now, site_url))
     return written
 
