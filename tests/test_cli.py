@@ -1,4 +1,6 @@
-"""The command line as a user runs it: real processes, a real SQLite file, the local fake API."""
+"""The command line as a user meets it: a real SQLite file and the local fake API, in process
+with click's runner; real processes only where a process is what is tested (signals, pipes,
+locks across processes, .env files), and those are marked slow."""
 
 from __future__ import annotations
 
@@ -10,24 +12,33 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 import pytest
-from click.testing import CliRunner
+import time_machine
+from click.testing import CliRunner, Result
 from dotenv import dotenv_values
 
 from tests.conftest import updated
 from tests.fakeapi import FakeApi, Registry
-from tracker import runs
+from tracker import jobs, runs
 from tracker.cli import cli
 from tracker.config import Settings
+from tracker.database import Database
+from tracker.jobs import Context
 from tracker.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def env(fake_api: FakeApi, tmp_path: Path) -> dict[str, str]:
+def env(fake_api: FakeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's, no ./data of the checkout's
+    for name in list(os.environ):
+        if name.startswith(("TRACKER_", "CTGOV_")):
+            monkeypatch.delenv(name)
     return {
         "CTGOV_BASE_URL": fake_api.base_url,
         "TRACKER_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'tracker.db'}",
@@ -46,7 +57,8 @@ def run(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.
                           cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
-def invoke(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
+def invoke(env: dict[str, str], *args: str) -> Result:
+    """`tracker ARGS` in this process; `.stdout`, `.stderr` and `.exit_code` as a shell sees."""
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
@@ -59,23 +71,23 @@ def change_status(registry: Registry, nct_id: str, status: str) -> None:
 
 def test_sync_prints_a_baseline_then_the_changes(env: dict[str, str],
                                                  registry: Registry) -> None:
-    first = run(env, "sync")
-    assert first.returncode == 0, first.stderr
+    first = invoke(env, "sync")
+    assert first.exit_code == 0, first.stderr
     assert first.stdout.startswith("Baseline recorded: 7 studies")
     assert "data as of 2026-11-20T09:00:05" in first.stdout
 
     change_status(registry, "NCT07725679", "RECRUITING")
     registry.drop("NCT00987428")
-    second = run(env, "sync")
+    second = invoke(env, "sync")
 
-    assert second.returncode == 0, second.stderr
+    assert second.exit_code == 0, second.stderr
     assert "Synced 6 studies (incremental, updates since 2026-11-17): 0 new, 1 changed, " \
            "1 removed, 5 unchanged; 2 change events" in second.stdout
     assert second.stderr == ""  # no progress bar when stderr is not a terminal
 
 
 def test_sync_json_summary(env: dict[str, str]) -> None:
-    result = run(env, "sync", "--json")
+    result = invoke(env, "sync", "--json")
     summary = json.loads(result.stdout)
     assert summary["mode"] == "baseline"
     assert summary["listed"] == 7
@@ -83,9 +95,9 @@ def test_sync_json_summary(env: dict[str, str]) -> None:
 
 
 def test_unchanged_registry_means_nothing_to_do(env: dict[str, str]) -> None:
-    run(env, "sync")
-    again = run(env, "sync")
-    assert again.returncode == 0
+    invoke(env, "sync")
+    again = invoke(env, "sync")
+    assert again.exit_code == 0
     assert again.stdout.startswith("Nothing to do: ClinicalTrials.gov has not refreshed")
 
 
@@ -111,8 +123,8 @@ def test_changes_lists_filters_and_exports_json(env: dict[str, str], registry: R
 
 
 def test_changes_rejects_a_bad_date_with_one_line(env: dict[str, str]) -> None:
-    result = run(env, "changes", "--since", "last tuesday")
-    assert result.returncode == 2
+    result = invoke(env, "changes", "--since", "last tuesday")
+    assert result.exit_code == 2
     assert "use a date like 2026-11-01" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -134,31 +146,31 @@ def test_show_prints_the_study_and_its_history(env: dict[str, str], registry: Re
 
 
 def test_show_an_unknown_study_fails_cleanly(env: dict[str, str]) -> None:
-    run(env, "sync")
-    result = run(env, "show", "NCT09999999")
-    assert result.returncode == 4
+    invoke(env, "sync")
+    result = invoke(env, "show", "NCT09999999")
+    assert result.exit_code == 4
     assert result.stderr.startswith("tracker: error: NCT09999999 is not in the snapshot")
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_status_reports_the_last_success_and_the_last_failure(env: dict[str, str],
                                                               registry: Registry) -> None:
-    run(env, "sync")
+    invoke(env, "sync")
     registry.data_timestamp = "2026-11-21T09:00:05"
     registry.fail(status=503, times=99)
 
-    failed = run(env, "sync")
-    assert failed.returncode == 1
+    failed = invoke(env, "sync")
+    assert failed.exit_code == 1
     assert "after 2 attempts (last: HTTP 503)" in failed.stderr
 
-    status = run(env, "status")
+    status = invoke(env, "status")
     assert "Studies tracked:       7" in status.stdout
     assert "API data timestamp:    2026-11-20T09:00:05" in status.stdout
     assert "Last failed sync:" in status.stdout and "HTTP 503" in status.stdout
     assert "Warning: the most recent sync failed" in status.stdout
     assert "Subscribers:           0 confirmed, 0 awaiting confirmation" in status.stdout
     assert "Outbox:                0 queued, 0 failed, 0 unknown outcome, 0 sent" in status.stdout
-    info = json.loads(run(env, "status", "--json").stdout)
+    info = json.loads(invoke(env, "status", "--json").stdout)
     assert info["last_sync_failed"] is True
     assert info["counts"]["tracked"] == 7
 
@@ -177,22 +189,23 @@ def test_export_writes_csv_and_json(env: dict[str, str], tmp_path: Path) -> None
 
 
 def test_a_bad_setting_is_named_in_one_line(env: dict[str, str]) -> None:
-    result = run({**env, "TRACKER_PAGE_SIZE": "lots"}, "sync")
-    assert result.returncode == 2
+    result = invoke({**env, "TRACKER_PAGE_SIZE": "lots"}, "sync")
+    assert result.exit_code == 2
     assert result.stderr == ("tracker: error: TRACKER_PAGE_SIZE='lots' is not valid: give a "
                              "whole number from 1 to 1000\n")
 
 
 def test_an_unreachable_api_fails_in_one_line_and_changes_nothing(env: dict[str, str],
                                                                  tmp_path: Path) -> None:
-    result = run({**env, "CTGOV_BASE_URL": "http://127.0.0.1:9/api/v2"}, "sync")
-    assert result.returncode == 1
+    result = invoke({**env, "CTGOV_BASE_URL": "http://127.0.0.1:9/api/v2"}, "sync")
+    assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("tracker: error: Could not fetch the API version")
     assert "Traceback" not in result.stderr
     assert Store.open(env["TRACKER_DATABASE_URL"], create=True).counts().tracked == 0
 
 
+@pytest.mark.slow
 def test_settings_are_read_from_a_dot_env_file(env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(f"CTGOV_BASE_URL={env['CTGOV_BASE_URL']}\n"
                                    "TRACKER_REQUEST_INTERVAL=0\n")
@@ -202,6 +215,7 @@ def test_settings_are_read_from_a_dot_env_file(env: dict[str, str], tmp_path: Pa
     assert (tmp_path / "data" / "tracker.db").exists()  # the default database location
 
 
+@pytest.mark.slow
 def test_a_second_sync_is_refused_while_the_first_runs(env: dict[str, str],
                                                        registry: Registry) -> None:
     registry.fail(match=lambda path, params: path.endswith("/studies"), status=200, delay=3,
@@ -218,6 +232,7 @@ def test_a_second_sync_is_refused_while_the_first_runs(env: dict[str, str],
                                     f"{first.pid}")
 
 
+@pytest.mark.slow
 def test_killing_a_sync_midway_loses_nothing(env: dict[str, str], registry: Registry) -> None:
     run(env, "sync")
     change_status(registry, "NCT07725679", "RECRUITING")
@@ -279,6 +294,7 @@ def _wait_for(condition, timeout: float = 15) -> None:  # type: ignore[no-untype
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_export_into_a_closed_pipe_stops_quietly(env: dict[str, str]) -> None:
     run(env, "sync")
     reader = subprocess.Popen([sys.executable, "-m", "tracker", "export"],
@@ -351,15 +367,15 @@ def test_changes_and_export_filter_by_tag(env: dict[str, str], registry: Registr
 
 
 def test_an_unknown_tag_is_refused_with_the_choices(env: dict[str, str]) -> None:
-    result = run(env, "changes", "--subtype", "lupus")
-    assert result.returncode == 2
+    result = invoke(env, "changes", "--subtype", "lupus")
+    assert result.exit_code == 2
     assert "'lupus' is not a known tag; choose from dermatomyositis, jdm" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_a_missing_vocabulary_file_is_named(env: dict[str, str], tmp_path: Path) -> None:
-    result = run({**env, "TRACKER_VOCABULARY": str(tmp_path / "nope.toml")}, "tags")
-    assert result.returncode == 2
+    result = invoke({**env, "TRACKER_VOCABULARY": str(tmp_path / "nope.toml")}, "tags")
+    assert result.exit_code == 2
     assert "TRACKER_VOCABULARY=" in result.stderr and "readable TOML file" in result.stderr
 
 
@@ -376,3 +392,167 @@ def test_overdue_results_are_flagged_in_show_and_export(env: dict[str, str],
     rows = {r["nct_id"]: r for r in csv.DictReader(io.StringIO(invoke(env, "export").output))}
     assert rows["NCT04078230"]["results_overdue"] == "True"
     assert rows["NCT02248896"]["results_overdue"] == "False"  # observational registry
+
+
+READ_ONLY = [["status"], ["changes"], ["show", "NCT04078230"], ["export"], ["tags"],
+             ["report"], ["subscribers"], ["outbox"], ["digest", "--dry-run"]]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=lambda a: " ".join(a))
+def test_a_command_that_only_reads_never_creates_a_database(env: dict[str, str],
+                                                             tmp_path: Path,
+                                                             args: list[str]) -> None:
+    database = tmp_path / "data" / "tracker.db"
+
+    result = invoke(env, *args)
+
+    assert result.exit_code == 2
+    assert result.stderr == (f"tracker: error: No snapshot at {database}; run 'tracker sync' "
+                             "first or set TRACKER_DATABASE_URL.\n")
+    assert not database.exists() and not database.parent.exists()
+
+
+def test_status_says_where_the_data_is(env: dict[str, str], tmp_path: Path) -> None:
+    invoke(env, "sync")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.chdir(elsewhere)  # the database URL is relative: it is read from the folder it names
+
+    text = invoke(env, "status").stdout
+    info = json.loads(invoke(env, "status", "--json").stdout)
+
+    assert f"Database:              {tmp_path / 'data' / 'tracker.db'}" in text
+    assert info["database"] == str(tmp_path / "data" / "tracker.db")
+
+
+def test_db_upgrade_creates_the_database_then_has_nothing_to_do(env: dict[str, str],
+                                                               tmp_path: Path) -> None:
+    first = invoke(env, "db", "upgrade")
+    again = invoke(env, "db", "upgrade")
+
+    assert first.exit_code == 0 and "upgraded from nothing" in first.stdout
+    assert again.exit_code == 0 and again.stdout.endswith("(already up to date).\n")
+    assert (tmp_path / "data" / "tracker.db").is_file()
+    assert invoke(env, "status").exit_code == 0
+
+
+def test_a_misspelt_country_is_refused_with_a_suggestion(env: dict[str, str]) -> None:
+    invoke(env, "sync")
+
+    typo = invoke(env, "export", "--country", "Frnace")
+    alias = invoke(env, "export", "--format", "json", "--country", "usa")
+    code = invoke(env, "export", "--format", "json", "--country", "US")
+
+    assert typo.exit_code == 2
+    assert typo.stderr == ("tracker: error: 'Frnace' is not a country name we know; did you "
+                           "mean France?\n")
+    assert alias.exit_code == 0 and json.loads(alias.stdout) == json.loads(code.stdout) != []
+
+
+def test_json_outputs_use_arrays_numbers_and_booleans(env: dict[str, str]) -> None:
+    invoke(env, "sync")
+
+    exported = json.loads(invoke(env, "export", "--format", "json").stdout)
+    shown = json.loads(invoke(env, "show", "NCT04078230", "--json").stdout)
+
+    for study in [*exported, shown]:
+        for key in ("phases", "conditions", "interventions", "countries", "subtypes",
+                    "therapies", "recruiting_countries"):
+            assert isinstance(study[key], list), key
+        assert isinstance(study["recruiting"], bool) and isinstance(study["site_count"], int)
+    assert shown["countries"] == ["China", "United States"]
+
+
+def test_a_sync_counts_a_study_the_registry_only_reformatted(env: dict[str, str],
+                                                            registry: Registry) -> None:
+    invoke(env, "sync")
+    study = registry.studies["NCT04078230"]
+    study["protocolSection"]["descriptionModule"]["briefSummary"] += " "  # no new update date
+    registry.put(study)
+    registry.data_timestamp = "2026-11-21T09:00:05"
+
+    text = invoke(env, "sync", "--full").stdout
+
+    assert "Synced 7 studies (full): 0 new, 0 changed, 1 reformatted by the registry, " \
+           "0 removed, 6 unchanged" in text
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    def walk(group: click.Group, prefix: list[str]) -> list[list[str]]:
+        found = []
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                found.extend(walk(command, [*prefix, name]))
+            else:
+                found.append([*prefix, name])
+        return found
+
+    commands = walk(cli, [])
+    assert len(commands) >= 15
+    for path in commands:
+        result = CliRunner().invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert "Example" in result.stdout, f"tracker {' '.join(path)} --help has no example"
+        assert f"tracker {' '.join(path)}" in result.stdout.split("Example")[1], path
+
+
+def test_the_cli_report_and_the_scheduled_report_write_the_same_week(
+        env: dict[str, str], tmp_path: Path) -> None:
+    zone = {**env, "TRACKER_TIMEZONE": "Pacific/Auckland",
+            "TRACKER_REPORT_DIR": str(tmp_path / "by-cli")}
+    invoke(zone, "sync")
+    # Monday 7 December, 08:00 in Auckland, is still Sunday 6 December in UTC: the last
+    # complete week is 2026-W49 there and 2026-W48 in UTC.
+    with time_machine.travel(datetime(2026, 12, 6, 19, 0, tzinfo=UTC), tick=False):
+        by_cli = invoke(zone, "report")
+        settings = Settings.from_env({**zone, "TRACKER_REPORT_DIR": str(tmp_path / "by-job")})
+        db = Database.open(settings.database_url)
+        try:
+            scheduled = jobs.report(Context(settings, db))
+        finally:
+            db.close()
+
+    assert by_cli.exit_code == 0 and "2026-W49" in by_cli.stdout
+    assert scheduled.week is not None and scheduled.week.name == "2026-W49"
+    cli_files = sorted(p.relative_to(tmp_path / "by-cli")
+                       for p in (tmp_path / "by-cli").rglob("*") if p.is_file())
+    job_files = sorted(p.relative_to(tmp_path / "by-job")
+                       for p in (tmp_path / "by-job").rglob("*") if p.is_file())
+    assert cli_files == job_files and Path("2026-W49.html") in cli_files
+    for name in cli_files:
+        assert (tmp_path / "by-cli" / name).read_bytes() == \
+            (tmp_path / "by-job" / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_export_into_a_closed_pipe_exits_as_unix_tools_do(env: dict[str, str]) -> None:
+    invoke(env, "sync")
+    shell = subprocess.run(["bash", "-o", "pipefail", "-c",
+                            f"{sys.executable} -m tracker export | head -1"],
+                           env={**os.environ, **env}, capture_output=True, text=True,
+                           timeout=60)
+
+    assert shell.stdout.startswith("nct_id,")
+    assert shell.stderr == ""
+    assert shell.returncode in (0, 141)  # 0 if export finished before head closed the pipe
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_sync_says_nothing_was_saved(env: dict[str, str],
+                                                     registry: Registry) -> None:
+    registry.fail(match=lambda path, params: path.endswith("/studies"), status=200, delay=20,
+                  body=b"{}", times=1)
+    victim = subprocess.Popen([sys.executable, "-m", "tracker", "sync"],
+                              env={**os.environ, **env}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: registry.requests("/studies"))
+
+    victim.send_signal(signal.SIGINT)
+    out, err = victim.communicate(timeout=30)
+
+    assert victim.returncode == 130
+    assert err == "tracker: error: Interrupted; nothing from this sync was saved.\n"
+    store = Store.open(env["TRACKER_DATABASE_URL"])
+    assert store.counts().tracked == 0
+    assert runs.last_sync(store.db).status == "interrupted"  # type: ignore[union-attr]
+    store.close()

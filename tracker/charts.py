@@ -7,14 +7,13 @@ that reaches the SVG is escaped here. The report also prints the numbers in a ta
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from html import escape
-from itertools import count
 
 from tracker.text import shorten
 
 PALETTE = ("#1d6fa5", "#e07b39", "#3a9d5d", "#8e5ea2", "#c44e52", "#6b7b8c")
-_ids = count(1)
 
 
 def bar_chart(title: str, items: Sequence[tuple[str, int]], *, unit: str = "trials",
@@ -22,7 +21,7 @@ def bar_chart(title: str, items: Sequence[tuple[str, int]], *, unit: str = "tria
     """Horizontal bars, one per (label, value), largest scale at the widest bar."""
     if not items:
         return ""
-    chart_id = f"chart{next(_ids)}"
+    chart_id = _id(title)
     row, label_width, top = 26, 230, 8
     height = top * 2 + row * len(items)
     peak = max(value for _, value in items) or 1
@@ -48,7 +47,7 @@ def column_chart(title: str, items: Sequence[tuple[str, int]], *, unit: str = "n
     """Vertical columns over time (e.g. new trials per quarter); labels thinned to fit."""
     if not items:
         return ""
-    chart_id = f"chart{next(_ids)}"
+    chart_id = _id(title)
     left, bottom, top = 36, 34, 12
     plot_w, plot_h = width - left - 8, height - bottom - top
     peak = max(value for _, value in items) or 1
@@ -79,3 +78,9 @@ def _open(chart_id: str, title: str, desc: str, width: int, height: int) -> str:
             f'aria-labelledby="{chart_id}-t {chart_id}-d" font-family="Arial, sans-serif">'
             f'<title id="{chart_id}-t">{escape(title)}</title>'
             f'<desc id="{chart_id}-d">{escape(desc)}</desc>')
+
+
+def _id(title: str) -> str:
+    """An id from the chart's title: unique on a page, and the same on every rendering, so a
+    week's page is the same bytes whoever writes it."""
+    return "chart-" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from tracker import jobs, outbox, subscribers
-from tracker.cli import App, Failure, cli
+from tracker.cli_app import App, Failure, cli
 from tracker.config import parse_weekday
 from tracker.errors import BadAddress, PermanentSendError, TransientSendError
 from tracker.matching import describe, digest_day_name
