@@ -307,16 +307,16 @@ def _child(spec: dict[str, Any]) -> int:
 
     settings = Settings(base_url=spec["base_url"], database_url=spec["database_url"],
                         page_size=spec["page_size"], request_interval=0.0)
-    store = Store(settings.database_url)
+    store = Store.open(settings.database_url, create=True)
     client = CtGovClient(settings)
     try:
-        versions_before = store.counts()["versions"]
+        versions_before = store.counts().versions
         rss_before = _proc_status_kb("VmRSS")
         started = time.perf_counter()
         result = sync(settings, store, client, full=spec["full"])
         seconds = time.perf_counter() - started
         peak = _proc_status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        versions_added = store.counts()["versions"] - versions_before
+        versions_added = store.counts().versions - versions_before
     finally:
         client.close()
         store.close()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -10,6 +16,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import httpx
 import pytest
 
+from tests.smtp import wait_for
 from tracker import subscribers
 from tracker.config import Settings
 from tracker.jobs import Context
@@ -99,20 +106,15 @@ def test_a_tampered_or_misused_token_is_refused_with_an_escaped_page(site) -> No
 
 
 def test_tracker_serve_answers_and_keeps_tokens_out_of_its_log(tmp_path: Path) -> None:
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "TRACKER_SECRET_KEY": SECRET,
            "TRACKER_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}"}
-    server = subprocess.Popen([sys.executable, "-m", "tracker", "serve", "--port", str(port)],
-                              env=env, stderr=subprocess.PIPE, text=True)
+    log_file = tmp_path / "serve.log"
+    with log_file.open("w") as stderr:
+        server = subprocess.Popen([sys.executable, "-m", "tracker", "serve", "--port",
+                                   str(port)], env=env, stderr=stderr, text=True)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -123,14 +125,20 @@ def test_tracker_serve_answers_and_keeps_tokens_out_of_its_log(tmp_path: Path) -
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.1)
         httpx.get(f"http://127.0.0.1:{port}/confirm", params={"token": "secret-token-value"})
+        # Stop it once it has finished with the request: wsgiref swallows a Ctrl-C that
+        # lands while a response is still being written.
+        wait_for(lambda: "GET /confirm 400" in log_file.read_text(), timeout=10,
+                 what="the request to be logged")
     finally:
         server.send_signal(signal.SIGINT)
         try:
-            _, log = server.communicate(timeout=10)
+            server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
-            server.communicate()
+            server.wait()
             raise
+    log = log_file.read_text()
+    assert server.returncode == 0, log
     assert answer.status_code == 200 and answer.text == "The tracker is running."
     assert "GET /confirm 400" in log
     assert "secret-token-value" not in log
