@@ -59,6 +59,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         pytest.skip("set TRACKER_TEST_POSTGRES_URL to run against PostgreSQL")
     store = Store.open(POSTGRES_URL, create=True)
     SQLModel.metadata.drop_all(store.engine)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     store.close()
     yield POSTGRES_URL
 
