@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import SQLModel
+from sqlalchemy import MetaData, create_engine
 
 from tests.fakeapi import FakeApi, Registry
 from tracker.config import Settings
@@ -57,11 +57,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     if not POSTGRES_URL:
         pytest.skip("set TRACKER_TEST_POSTGRES_URL to run against PostgreSQL")
-    store = Store.open(POSTGRES_URL, create=True)
-    SQLModel.metadata.drop_all(store.engine)
-    with store.engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-    store.close()
+    engine = create_engine(POSTGRES_URL)
+    leftovers = MetaData()  # every table, whatever state an earlier run left
+    leftovers.reflect(engine)
+    leftovers.drop_all(engine)
+    engine.dispose()
     yield POSTGRES_URL
 
 

@@ -548,7 +548,7 @@ def test_ctrl_c_during_a_sync_says_nothing_was_saved(env: dict[str, str],
     _wait_for(lambda: registry.requests("/studies"))
 
     victim.send_signal(signal.SIGINT)
-    out, err = victim.communicate(timeout=30)
+    _, err = victim.communicate(timeout=30)
 
     assert victim.returncode == 130
     assert err == "tracker: error: Interrupted; nothing from this sync was saved.\n"

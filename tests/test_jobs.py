@@ -15,18 +15,16 @@ import time_machine
 from tests.conftest import updated
 from tests.fakeapi import Registry
 from tests.smtp import Mailbox, smtp_server
-from tracker import runs
-from tracker import outbox
+from tracker import jobs as J
+from tracker import outbox, runs, subscribers
 from tracker.config import Settings
 from tracker.errors import ConfigError
-from tracker import jobs as J
-from tracker import subscribers
 from tracker.jobs import Context
 from tracker.lock import Lock, hold
 from tracker.store import Store
-from tracker.times import utcnow
 from tracker.subscribers import Preferences
 from tracker.tags import Tagger, load_vocabulary
+from tracker.times import utcnow
 
 TAGGER = Tagger(load_vocabulary())
 ADMIN = "ops@example.org"

@@ -25,7 +25,8 @@ from sqlmodel import SQLModel
 from tests.conftest import POSTGRES_URL
 from tracker.errors import ConfigError
 from tracker.migrate import SchemaState, alembic_config, current, head, state, upgrade
-from tracker.store import EVENT, RUN, STUDY, VERSION  # and every table in SQLModel.metadata
+from tracker.runs import RUN
+from tracker.store import EVENT, STUDY, VERSION  # and every table in SQLModel.metadata
 
 # What the first release wrote: naive times, meaning UTC.
 FIRST_SEEN = datetime(2026, 11, 22, 3, 18)
@@ -118,6 +119,8 @@ def make_legacy_database(conn: Connection) -> None:
         SQLModel.metadata.tables[table].create(conn)
     for column_name in ("weekday", "served_at"):
         conn.execute(text(f'ALTER TABLE subscriber DROP COLUMN "{column_name}"'))
+    conn.execute(text("DROP INDEX ix_outbox_key"))  # the outbox had no key then
+    conn.execute(text('ALTER TABLE outbox DROP COLUMN "key"'))
 
 
 def table_names(engine: Engine) -> set[str]:
@@ -131,7 +134,7 @@ def test_an_empty_database_is_upgraded_to_the_models(engine: Engine,
     assert upgrade(engine) == (None, head())
 
     assert state(engine) is SchemaState.CURRENT
-    assert current(engine) == head() == "0002"
+    assert current(engine) == head() == "0003"
     assert differences(engine) == []
     assert capfd.readouterr() == ("", "")  # Alembic neither prints nor sets up logging output
 
@@ -173,6 +176,10 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(engine: Engine) 
         insert(conn, "subscriber", email="ana@example.org", children=False,
                recruiting_only=True, changes="all", cadence="daily", last_event_id=1,
                created_at=FIRST_SEEN.replace(tzinfo=UTC))
+        insert(conn, "outbox", kind="digest", subscriber_id=1, recipient="ana@example.org",
+               subject="Myositis trials: 1 update", message_id="<digest.1.0.2@example.org>",
+               message=b"...", text_body="", html_body="", status="sent", attempts=1,
+               events=1, window_end=2, created_at=FIRST_SEEN.replace(tzinfo=UTC))
     assert state(engine) is SchemaState.LEGACY
 
     assert upgrade(engine) == (None, head())
@@ -187,6 +194,8 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(engine: Engine) 
     assert [tuple(row) for row in flags] == [("NCT00000001", True, False, "dm"),
                                              ("NCT00000002", False, False, None)]
     assert tuple(subscriber) == ("ana@example.org", True, None, None)
+    with engine.connect() as conn:  # the key the tracker now computes for that same digest
+        assert conn.execute(text("SELECT key FROM outbox")).scalar_one() == "digest.1.0.2"
 
 
 def test_a_second_upgrade_does_nothing(engine: Engine) -> None:
@@ -207,7 +216,7 @@ def test_a_database_from_a_newer_tracker_is_refused_and_left_alone(engine: Engin
 
     url = engine.url.render_as_string(hide_password=True)
     assert str(refused.value) == (f"The database at {url} was upgraded by a newer version of "
-                                  "the tracker (revision 0099); this version knows up to 0002. "
+                                  "the tracker (revision 0099); this version knows up to 0003. "
                                   "Upgrade the tracker.")
     assert current(engine) == "0099"
     assert table_names(engine) == tables

@@ -24,13 +24,13 @@ from sqlalchemy import update
 from tests.conftest import updated
 from tests.fakeapi import FakeApi, Registry
 from tests.smtp import smtp_server
-from tracker import runs
-from tracker import outbox
+from tracker import jobs as J
+from tracker import outbox, runs
 from tracker.config import Settings
 from tracker.errors import LockBusy
-from tracker import jobs as J
 from tracker.jobs import SCHEDULED, Context, Outcome
 from tracker.models import Job
+from tracker.runs import JOB, RUN
 from tracker.schedule import (
     GRACE,
     Runner,
@@ -40,7 +40,6 @@ from tracker.schedule import (
     overdue,
     run,
 )
-from tracker.runs import JOB, RUN
 from tracker.store import Store
 from tracker.tags import Tagger, load_vocabulary
 

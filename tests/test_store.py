@@ -31,7 +31,7 @@ def test_a_database_from_before_tags_is_upgraded_and_tagged(settings: Settings, 
         for column in TAG_COLUMNS:
             conn.execute(text(f'ALTER TABLE study DROP COLUMN "{column}"'))
         conn.execute(text('ALTER TABLE change_event DROP COLUMN "plain"'))
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))  # as the hand-upgraded schema had none
+        conn.execute(text("DROP TABLE alembic_version"))  # the hand-upgraded schema had none
     store.close()
 
     upgraded = Store.open(settings.database_url, create=True)

@@ -275,7 +275,8 @@ def test_a_registry_refresh_during_the_sync_changes_nothing(settings: Settings, 
 def test_a_second_sync_is_refused_while_one_runs(settings: Settings, store: Store,
                                                  client: CtGovClient,
                                                  registry: Registry) -> None:
-    with hold(store.db, Lock.SYNC), pytest.raises(LockBusy, match="Another sync is already running"):
+    with hold(store.db, Lock.SYNC), \
+            pytest.raises(LockBusy, match="Another sync is already running"):
         sync(settings, store, client)
     assert registry.log == []
 

@@ -234,6 +234,7 @@ class OutboxMessage(SQLModel, table=True):
     """
 
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_key", "key", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=20)  # a MessageKind
@@ -242,7 +243,7 @@ class OutboxMessage(SQLModel, table=True):
     subject: str = Field(sa_column=Column(Text, nullable=False))
     # What the message is about ("digest.7.120.164": subscriber 7, events 121-164), so the
     # same digest or alert is never queued twice; the Message-ID itself is random.
-    key: str | None = Field(default=None, sa_column=Column(Text, unique=True))
+    key: str | None = Field(default=None, sa_column=Column(Text))
     message_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     message: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     text_body: str = Field(sa_column=Column(Text, nullable=False))
