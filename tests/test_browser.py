@@ -10,6 +10,8 @@ import pytest
 from tests import browser
 from tests.browser import PageReport, open_page
 
+pytestmark = pytest.mark.slow  # starts a browser
+
 CLEAN = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Weekly report</title>
 <style>body { font-family: sans-serif; margin: 1rem } .tall { height: 1500px }</style>

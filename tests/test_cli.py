@@ -556,3 +556,23 @@ def test_ctrl_c_during_a_sync_says_nothing_was_saved(env: dict[str, str],
     assert store.counts().tracked == 0
     assert runs.last_sync(store.db).status == "interrupted"  # type: ignore[union-attr]
     store.close()
+
+
+def test_a_manual_sync_that_keeps_failing_alerts_the_operator_like_a_scheduled_one(
+        env: dict[str, str], registry: Registry, tmp_path: Path) -> None:
+    alerting = {**env, "TRACKER_ADMIN_EMAIL": "ops@example.org", "TRACKER_ALERT_AFTER": "2",
+                "TRACKER_MAX_RETRIES": "0",
+                "TRACKER_DIGEST_DIR": str(tmp_path / "mail")}
+    invoke(alerting, "sync")
+    registry.fail(status=503, times=10_000)
+    failures = []
+    for day in (21, 22, 23):
+        registry.data_timestamp = f"2026-11-{day}T09:00:05"
+        failures.append(invoke(alerting, "sync"))
+
+    assert [f.exit_code for f in failures] == [1, 1, 1]
+    assert "alert queued for" not in failures[0].stderr
+    assert "(2 failed in a row; alert queued for ops@example.org)" in failures[1].stderr
+    assert "(3 failed in a row; already alerted: ops@example.org)" in failures[2].stderr
+    [alert] = (tmp_path / "mail").glob("*-alert-*.txt")
+    assert "failed to update from ClinicalTrials.gov 2 times in a row" in alert.read_text()

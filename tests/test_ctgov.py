@@ -457,6 +457,7 @@ def test_the_request_interval_also_separates_a_retry_from_the_failed_attempt(
     client.close()
 
 
+@pytest.mark.slow
 def test_requests_are_really_spaced_by_the_request_interval(fake_api: FakeApi) -> None:
     client = CtGovClient(make_settings(fake_api.base_url, page_size=3, request_interval=0.2))
     started: list[float] = []
@@ -478,6 +479,7 @@ def test_explicit_timeouts_are_set_on_the_http_client() -> None:
     client.close()
 
 
+@pytest.mark.slow
 def test_a_slow_answer_is_abandoned_after_the_timeout_and_retried(
         local: Callable[..., CtGovClient], registry: Registry, sleeps: Sleeps) -> None:
     registry.fail(match=lambda path, params: path.endswith("/version"), delay=1.5)

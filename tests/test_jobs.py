@@ -144,6 +144,7 @@ def test_short_runs_of_failures_and_a_missing_admin_address_send_nothing(
     assert outbox.messages(store.db) == []
 
 
+@pytest.mark.slow
 def test_the_alert_goes_to_the_operator_over_smtp(job_settings: Settings, store: Store,
                                                   registry: Registry,
                                                   mailbox: Mailbox) -> None:

@@ -240,6 +240,7 @@ def test_a_failed_upgrade_leaves_the_database_as_it_was(engine: Engine) -> None:
     assert "subscriber" not in table_names(engine)
 
 
+@pytest.mark.slow
 def test_trackers_starting_at_once_migrate_once(engine: Engine) -> None:
     url = engine.url.render_as_string(hide_password=False)
     at = time.time() + 2  # both processes are ready by then and start together

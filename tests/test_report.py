@@ -168,6 +168,7 @@ def test_markdown_escape_makes_registry_text_inert() -> None:
         "&lt;b&gt;\\*x\\*&lt;/b&gt; \\[a\\]\\(b\\) \\# h"
 
 
+@pytest.mark.slow
 def test_the_page_loads_in_a_real_browser_with_no_errors_and_no_network(
         store: Store, week_of_changes: Week, tmp_path: Path) -> None:
     from tests.browser import open_page, require_chromium

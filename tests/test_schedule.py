@@ -206,6 +206,7 @@ def wait_for(condition: Callable[[], object], timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_only_one_scheduler_runs_and_it_stops_cleanly(paris: Settings, store: Store) -> None:
     stop = threading.Event()
     thread, result = run_in_thread(paris, store, stop)
@@ -220,6 +221,7 @@ def test_only_one_scheduler_runs_and_it_stops_cleanly(paris: Settings, store: St
     assert [runs.last_job(store.db, j).status for j in Job] == ["ok", "ok", "ok"]  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_a_stop_during_a_sync_interrupts_it_without_saving_anything(
         paris: Settings, store: Store, registry: Registry) -> None:
     J.sync(context(paris, store))
@@ -244,6 +246,7 @@ def test_a_stop_during_a_sync_interrupts_it_without_saving_anything(
     assert runs.last_job(store.db, "digests") is None  # queued behind the sync, never started
 
 
+@pytest.mark.slow
 def test_a_job_that_overruns_the_stop_timeout_is_abandoned(
         paris: Settings, store: Store, registry: Registry) -> None:
     registry.fail(match=lambda path, params: path.endswith("/version"), status=200, delay=4,
@@ -268,6 +271,7 @@ def tracker(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_tracker_run_syncs_sends_and_exits_cleanly_on_sigterm(
         fake_api: FakeApi, registry: Registry, tmp_path: Path) -> None:
     database = tmp_path / "data" / "tracker.db"
@@ -334,6 +338,7 @@ def test_the_systemd_unit_runs_the_scheduler_and_outwaits_its_graceful_stop() ->
     assert set(lines["RestartPreventExitStatus"].split()) == {"2", "3"}  # bad config, lock
 
 
+@pytest.mark.slow
 def test_ctrl_c_twice_abandons_a_stuck_sync_at_once_and_loses_nothing(
         fake_api: FakeApi, registry: Registry, tmp_path: Path) -> None:
     database = tmp_path / "tracker.db"

@@ -224,7 +224,7 @@ def digest_command(app: App, send: bool, folder: Path | None, dry_run: bool) -> 
                    "earlier run; their delivery is unknown ('tracker outbox' lists them).",
                    err=True)
     if delivered.left:
-        raise TransientSendError(f"The mail server keeps refusing for now "
+        raise TransientSendError(f"Not delivered for now "
                                  f"({delivered.errors[-1] if delivered.errors else '?'}); "
                                  f"{delivered.left} message(s) stay queued for the next run.")
 

@@ -234,7 +234,10 @@ def drain(db: Database, transport: Transport, *, ids: list[int] | None = None,
                     break
                 outcome = _deliver_one(db, transport, message, sleep)
                 if outcome == "unreachable":
-                    result.left += len(pending) - number + 1
+                    rest = pending[number:]  # not tried: the server is gone; say so on them
+                    outbox.failed_attempt(db, [m.id for m in rest if m.id is not None],
+                                          message.error or "")
+                    result.left += len(rest) + 1
                     result.errors.append(message.error or "")
                     break
                 if outcome == "left":  # this recipient is refused for now; go on
@@ -253,12 +256,23 @@ def drain(db: Database, transport: Transport, *, ids: list[int] | None = None,
 
 def _deliver_one(db: Database, transport: Transport, message: OutboxMessage,
                  sleep: Callable[[float], None]) -> str:
+    """One message, with retries: "sent", "failed", "unknown", "left" (refused for now) or
+    "unreachable" (no connection could be made: the batch should stop). Every attempt is
+    counted on the message, with the reason when it failed."""
     assert message.id is not None
     error = ""
     unreachable = False
     for attempt in range(SEND_ATTEMPTS):
         try:
             transport.ensure_open()  # before 'sending': a failed connect hands nothing over
+        except SendError as failure:  # no server, or a refused login: the message stays queued
+            message.error = str(failure)
+            outbox.failed_attempt(db, [message.id], str(failure))
+            if isinstance(failure, PermanentSendError) or attempt == SEND_ATTEMPTS - 1:
+                return "unreachable"
+            _backoff(attempt, sleep)
+            continue
+        try:
             outbox.mark(db, message.id, MessageStatus.SENDING, attempt=True)
             transport.deliver(message)
         except TransientSendError as failure:
@@ -266,8 +280,7 @@ def _deliver_one(db: Database, transport: Transport, message: OutboxMessage,
             unreachable = isinstance(failure, Unreachable)
             outbox.mark(db, message.id, MessageStatus.QUEUED, error=error)
             if attempt < SEND_ATTEMPTS - 1:
-                delay = BACKOFF_BASE * 2 ** attempt
-                sleep(delay / 2 + random.random() * delay / 2)
+                _backoff(attempt, sleep)
             continue
         except PermanentSendError as failure:
             message.error = str(failure)
@@ -280,6 +293,11 @@ def _deliver_one(db: Database, transport: Transport, message: OutboxMessage,
         return "sent"
     message.error = error
     return "unreachable" if unreachable else "left"
+
+
+def _backoff(attempt: int, sleep: Callable[[float], None]) -> None:
+    delay = BACKOFF_BASE * 2 ** attempt
+    sleep(delay / 2 + random.random() * delay / 2)
 
 
 def _reason(error: BaseException) -> str:

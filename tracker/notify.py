@@ -9,6 +9,7 @@ One subscriber's failure is recorded and the run goes on. Delivery is the sender
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
@@ -187,8 +188,7 @@ def queue_confirmation(settings: Settings, store: Store, subscriber: Subscriber,
                          text=text, html=html, message_id=message_id, now=now)
     draft = outbox.Draft(
         kind=MessageKind.CONFIRM,
-        key=render.message_key(MessageKind.CONFIRM, subscriber.id,
-                               int(now.timestamp() * 1000)),
+        key=render.message_key(MessageKind.CONFIRM, subscriber.id, uuid.uuid4().hex),
         recipient=subscriber.email, subject=CONFIRM_SUBJECT, message_id=message_id,
         message=msg.as_bytes(), text_body=text, html_body=html, subscriber_id=subscriber.id)
     return outbox.queue(store.db, draft, now=now)

@@ -11,6 +11,8 @@ import hashlib
 import json
 from typing import Any
 
+from tracker.text import join_list
+
 Record = dict[str, Any]  # one study as the API returns it (a `models.Study` is its table row)
 
 STATUS_LABELS = {
@@ -117,11 +119,11 @@ def summarise(study: Record) -> dict[str, Any]:
         "last_known_status": get(p, "statusModule.lastKnownStatus"),
         "why_stopped": get(p, "statusModule.whyStopped"),
         "study_type": get(p, "designModule.studyType"),
-        "phases": "|".join(get(p, "designModule.phases", []) or []) or None,
-        "conditions": "|".join(get(p, "conditionsModule.conditions", []) or []) or None,
-        "interventions": "|".join(
+        "phases": join_list(get(p, "designModule.phases", []) or []),
+        "conditions": join_list(get(p, "conditionsModule.conditions", []) or []),
+        "interventions": join_list(
             str(i.get("name")) for i in interventions if i.get("name")
-        ) or None,
+        ),
         "lead_sponsor": get(p, "sponsorCollaboratorsModule.leadSponsor.name"),
         "enrollment": get(p, "designModule.enrollmentInfo.count"),
         "enrollment_type": get(p, "designModule.enrollmentInfo.type"),
@@ -135,6 +137,6 @@ def summarise(study: Record) -> dict[str, Any]:
         "minimum_age": get(p, "eligibilityModule.minimumAge"),
         "maximum_age": get(p, "eligibilityModule.maximumAge"),
         "sex": get(p, "eligibilityModule.sex"),
-        "countries": "|".join(countries) or None,
+        "countries": join_list(countries),
         "site_count": len(locations),
     }

@@ -28,6 +28,7 @@ from typing import Any
 
 from tracker.errors import ConfigError
 from tracker.record import Record, get
+from tracker.text import join_list
 
 MYOSITIS_MESH = "D009220"
 FACTS_VERSION = "2"  # bump when columns() changes, so every study is re-tagged
@@ -363,8 +364,8 @@ def columns(tags: Tags, study: Record) -> dict[str, Any]:
                      and {"lat", "lon"} <= set(loc["geoPoint"])})
     countries = sorted({" ".join(s["country"].split()) for s in sites if s.get("country")})
     return {
-        "subtypes": "|".join(tags.subtypes) or None,
-        "therapies": "|".join(tags.therapies) or None,
+        "subtypes": join_list(tags.subtypes),
+        "therapies": join_list(tags.therapies),
         "tag_evidence": json.dumps({
             "subtypes": {t: [[e.source, e.text] for e in ev] for t, ev in tags.subtypes.items()},
             "therapies": {t: [[e.source, e.text] for e in ev] for t, ev in tags.therapies.items()},
@@ -373,7 +374,7 @@ def columns(tags: Tags, study: Record) -> dict[str, Any]:
         "children": bool(children),
         "min_age_years": minimum,
         "max_age_years": maximum,
-        "recruiting_countries": "|".join(countries) or None,
+        "recruiting_countries": join_list(countries),
         "recruiting_sites": json.dumps(sites, ensure_ascii=False) if sites else None,
         "site_points": json.dumps(points) if points else None,
     }
