@@ -46,9 +46,15 @@ def updated(study: dict[str, Any], days: int = 1) -> dict[str, Any]:
     return new
 
 
+SERVERS = {"fake_api"}  # fixtures that start a server: their tests are slow
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("CI") and not POSTGRES_URL:
         raise pytest.UsageError("CI must set TRACKER_TEST_POSTGRES_URL (see .ci/run)")
+    for item in items:
+        if SERVERS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

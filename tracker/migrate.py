@@ -77,7 +77,13 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     Empty: every migration runs. Legacy: stamped 0001, then upgraded (0002 adds only what is
     missing). Current: nothing happens. Ahead: ConfigError, and nothing is touched. A database
     error becomes a one-line ConfigError, with everything rolled back.
+
+    A current database is recognised by reading alone, so starting a command never waits
+    for another process's write transaction; the lock is taken only when there is work.
     """
+    with _reported(engine, "upgrade"), engine.connect() as conn:
+        if _state(conn) is SchemaState.CURRENT:
+            return head(), head()
     with _reported(engine, "upgrade"), engine.begin() as conn:
         _lock(conn)
         before = _revision(conn)
