@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -26,6 +27,12 @@ from tracker.store import Store
 
 DATA = Path(__file__).parent / "data" / "studies"
 POSTGRES_URL = os.environ.get("TRACKER_TEST_POSTGRES_URL", "")
+
+
+def interruptible() -> None:
+    """For Popen(preexec_fn=...): Ctrl-C works in the child as in a terminal, even when the
+    tests themselves run in the background, where SIGINT is ignored and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def load_study(nct_id: str) -> dict[str, Any]:

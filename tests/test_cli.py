@@ -21,7 +21,7 @@ import time_machine
 from click.testing import CliRunner, Result
 from dotenv import dotenv_values
 
-from tests.conftest import updated
+from tests.conftest import interruptible, updated
 from tests.fakeapi import FakeApi, Registry
 from tracker import jobs, runs
 from tracker.cli import cli
@@ -544,7 +544,7 @@ def test_ctrl_c_during_a_sync_says_nothing_was_saved(env: dict[str, str],
                   body=b"{}", times=1)
     victim = subprocess.Popen([sys.executable, "-m", "tracker", "sync"],
                               env={**os.environ, **env}, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     _wait_for(lambda: registry.requests("/studies"))
 
     victim.send_signal(signal.SIGINT)

@@ -21,7 +21,7 @@ import time_machine
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import update
 
-from tests.conftest import updated
+from tests.conftest import interruptible, updated
 from tests.fakeapi import FakeApi, Registry
 from tests.smtp import smtp_server
 from tracker import jobs as J
@@ -349,7 +349,8 @@ def test_ctrl_c_twice_abandons_a_stuck_sync_at_once_and_loses_nothing(
     registry.fail(match=lambda path, params: path.endswith("/studies"), delay=30,
                   passthrough=True)  # the registry hangs on the first page
     process = subprocess.Popen([sys.executable, "-m", "tracker", "run"], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=interruptible)
     try:
         wait_for(lambda: registry.requests("/studies"))
         process.send_signal(signal.SIGINT)

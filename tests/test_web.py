@@ -16,6 +16,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import httpx
 import pytest
 
+from tests.conftest import interruptible
 from tests.smtp import wait_for
 from tracker import subscribers
 from tracker.config import Settings
@@ -114,7 +115,8 @@ def test_tracker_serve_answers_and_keeps_tokens_out_of_its_log(tmp_path: Path) -
     log_file = tmp_path / "serve.log"
     with log_file.open("w") as stderr:
         server = subprocess.Popen([sys.executable, "-m", "tracker", "serve", "--port",
-                                   str(port)], env=env, stderr=stderr, text=True)
+                                   str(port)], env=env, stderr=stderr, text=True,
+                                      preexec_fn=interruptible)
     try:
         deadline = time.monotonic() + 20
         while True:
