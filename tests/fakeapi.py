@@ -56,6 +56,8 @@ class Registry:
     studies: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_timestamp: str = "2026-11-20T09:00:05"
     faults: list[Fault] = field(default_factory=list)
+    # In the registry, but no longer found by the tracked search (conditions edited, say).
+    unmatched: set[str] = field(default_factory=set)
     log: list[tuple[str, dict[str, str], dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -65,7 +67,12 @@ class Registry:
             self.studies[nct_id] = copy.deepcopy(study)
 
     def drop(self, nct_id: str) -> None:
+        """The study is gone from the registry altogether."""
         del self.studies[nct_id]
+
+    def unmatch(self, nct_id: str) -> None:
+        """The study stays in the registry but the search no longer finds it."""
+        self.unmatched.add(nct_id)
 
     def fail(self, match: Callable[[str, dict[str, str]], bool] | None = None,
              **kwargs: Any) -> Fault:
@@ -120,6 +127,10 @@ class Registry:
 
     def _select(self, params: dict[str, str]) -> list[dict[str, Any]]:
         studies = [self.studies[k] for k in sorted(self.studies)]
+        if "query.cond" in params:
+            studies = [s for s in studies
+                       if s["protocolSection"]["identificationModule"]["nctId"]
+                       not in self.unmatched]
         if "filter.ids" in params:
             wanted = set(re.split(r"[,|]", params["filter.ids"]))
             studies = [s for s in studies

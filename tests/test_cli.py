@@ -576,3 +576,96 @@ def test_a_manual_sync_that_keeps_failing_alerts_the_operator_like_a_scheduled_o
     assert "(3 failed in a row; already alerted: ops@example.org)" in failures[2].stderr
     [alert] = (tmp_path / "mail").glob("*-alert-*.txt")
     assert "failed to update from ClinicalTrials.gov 2 times in a row" in alert.read_text()
+
+
+# --- output folders ----------------------------------------------------------------------------
+
+DEV_FULL = Path("/dev/full")  # every write to it fails with "No space left on device"
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Settings for commands that never reach the registry, in a folder holding one file."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(("TRACKER_", "CTGOV_")):
+            monkeypatch.delenv(name)
+    (tmp_path / "notes.txt").write_text("not a folder\n")
+    return {"TRACKER_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'tracker.db'}"}
+
+
+@pytest.fixture
+def snapshot(offline: dict[str, str], tmp_path: Path, migrated_sqlite: Path) -> dict[str, str]:
+    """`offline`, with an empty database at the newest schema."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tracker.db").write_bytes(migrated_sqlite.read_bytes())
+    return offline
+
+
+def test_report_into_a_folder_under_a_file_is_refused_before_any_work(
+        offline: dict[str, str], tmp_path: Path) -> None:
+    refused = invoke(offline, "report", "--out", "notes.txt/sub")
+
+    assert refused.exit_code == 2
+    assert refused.stderr == ("tracker: error: --out notes.txt/sub cannot be used: notes.txt is "
+                              "a file, not a folder.\n")
+    assert refused.stdout == ""
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_export_into_a_folder_under_a_file_is_refused_before_any_work(
+        offline: dict[str, str], tmp_path: Path) -> None:
+    refused = invoke(offline, "export", "-o", "notes.txt/sub/x.csv")
+
+    assert refused.exit_code == 2
+    assert refused.stderr == ("tracker: error: --output notes.txt/sub/x.csv cannot be used: "
+                              "notes.txt is a file, not a folder.\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_export_creates_the_folder_of_its_file(snapshot: dict[str, str],
+                                               tmp_path: Path) -> None:
+    exported = invoke(snapshot, "export", "-o", "out/trials/x.csv")
+
+    assert exported.exit_code == 0, exported.stderr
+    assert (tmp_path / "out" / "trials" / "x.csv").read_text().startswith("nct_id,")
+
+
+@pytest.mark.parametrize(("name", "command"), [("TRACKER_DIGEST_DIR", "digest"),
+                                               ("TRACKER_REPORT_DIR", "report"),
+                                               ("TRACKER_REPORT_DIR", "run")])
+def test_a_bad_output_folder_setting_stops_the_command_before_it_starts(
+        offline: dict[str, str], tmp_path: Path, name: str, command: str) -> None:
+    refused = invoke({**offline, name: "notes.txt/out"}, command)
+
+    assert refused.exit_code == 2
+    assert refused.stderr == (f"tracker: error: {name}=notes.txt/out cannot be used: "
+                              "notes.txt is a file, not a folder.\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
+def test_a_report_the_disk_refuses_is_one_line_naming_the_file(snapshot: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "2026-W47.html.part").symlink_to(DEV_FULL)
+
+    failed = invoke(snapshot, "report", "--week", "2026-W47", "--out", str(out))
+
+    assert failed.exit_code == 1
+    assert failed.stderr == (f"tracker: error: Cannot write {out / '2026-W47.html'}: "
+                             "No space left on device.\n")
+    assert list(out.iterdir()) == []  # no half-written file, not even the .part
+
+
+@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
+def test_an_export_the_disk_refuses_is_one_line_naming_the_file(snapshot: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    (tmp_path / "x.csv.part").symlink_to(DEV_FULL)
+
+    failed = invoke(snapshot, "export", "-o", "x.csv")
+
+    assert failed.exit_code == 1
+    assert failed.stderr == "tracker: error: Cannot write x.csv: No space left on device.\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "notes.txt"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from tracker.config import DEFAULT_QUERY, Settings, redact_url
+from tracker.config import DEFAULT_QUERY, Settings, folder_problem, redact_url
 from tracker.errors import ConfigError
 
 
@@ -118,3 +119,68 @@ def test_a_templates_folder_must_exist(tmp_path: Path) -> None:
     assert Settings.from_env({"TRACKER_TEMPLATES_DIR": str(tmp_path)}).templates_dir == tmp_path
     with pytest.raises(ConfigError, match=r"TRACKER_TEMPLATES_DIR=.* folder of templates"):
         Settings.from_env({"TRACKER_TEMPLATES_DIR": str(tmp_path / "nope")})
+
+
+OUTPUT_FOLDERS = ["TRACKER_DIGEST_DIR", "TRACKER_REPORT_DIR"]
+
+
+@pytest.mark.parametrize("name", OUTPUT_FOLDERS)
+def test_an_output_folder_under_a_file_is_refused_naming_the_file(name: str,
+                                                                  tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder\n")
+    folder = notes / "out"
+
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({name: str(folder)})
+
+    assert str(refused.value) == (f"{name}={folder} cannot be used: "
+                                  f"{notes} is a file, not a folder.")
+
+
+@pytest.mark.parametrize("name", OUTPUT_FOLDERS)
+def test_an_output_folder_that_is_a_file_is_refused(name: str, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder\n")
+
+    with pytest.raises(ConfigError, match=f"^{name}=.* {notes} is a file, not a folder.$"):
+        Settings.from_env({name: str(notes)})
+
+
+@pytest.mark.parametrize("name", OUTPUT_FOLDERS)
+def test_an_output_folder_this_user_cannot_write_is_refused(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    # The tests run as root, for whom every folder is writable; a read-only one is faked.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked
+                        and real_access(path, mode))
+
+    with pytest.raises(ConfigError) as existing:
+        Settings.from_env({name: str(locked)})
+    with pytest.raises(ConfigError) as to_create:
+        Settings.from_env({name: str(locked / "new" / "folder")})
+
+    assert str(existing.value) == f"{name}={locked} cannot be used: {locked} is not " \
+                                  "writable by this user."
+    assert str(to_create.value).endswith(f": {locked} is not writable by this user.")
+
+
+def test_output_folders_may_not_exist_yet_and_reading_settings_creates_nothing(
+        tmp_path: Path) -> None:
+    settings = Settings.from_env({"TRACKER_DIGEST_DIR": str(tmp_path / "mail" / "digests"),
+                                  "TRACKER_REPORT_DIR": str(tmp_path / "site" / "reports")})
+
+    assert settings.digest_dir == tmp_path / "mail" / "digests"
+    assert settings.report_dir == tmp_path / "site" / "reports"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_writable_folder_or_a_relative_one_has_no_problem(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    assert folder_problem(tmp_path) is None
+    assert folder_problem(Path("reports")) is None
+    assert folder_problem(Path("site/reports")) is None

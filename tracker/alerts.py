@@ -17,7 +17,7 @@ from tracker.database import Database
 from tracker.models import MessageKind, SyncRun
 from tracker.sync import SyncResult
 from tracker.times import utc_time
-from tracker.views import sync_summary
+from tracker.views import sync_notices, sync_summary
 
 FAILING = "failing"
 RECOVERED = "recovered"
@@ -48,6 +48,22 @@ def after_success(settings: Settings, db: Database, result: SyncResult,
     subject, text = recovered_alert(streak, result, now)
     queued = _queue(settings, db, RECOVERED, streak[0], subject, text, now)
     return "; the operator was told syncing works again", queued
+
+
+def after_sync_notices(settings: Settings, db: Database, result: SyncResult,
+                       now: datetime) -> int | None:
+    """After a sync that held removals back or could not read a record: tell the operator
+    once for that sync (the next digest carries it too)."""
+    notices = sync_notices(result.held, result.unreadable)
+    if not notices or not settings.admin_email:
+        return None
+    subject = ("Myositis trials tracker: a sync needs a look"
+               if not result.held else "Myositis trials tracker: removals held back")
+    text = ("The last sync succeeded, with something to check:\n\n"
+            + "\n\n".join(f"- {notice}" for notice in notices)
+            + "\n\n'tracker status' shows the state; 'tracker show NCT...' a study.\n")
+    key = render.message_key(MessageKind.ALERT, "notice", result.run_id)
+    return _queue_keyed(settings, db, key, subject, text, now)
 
 
 def failing_alert(streak: list[SyncRun]) -> tuple[str, str]:
@@ -84,12 +100,17 @@ def _key(kind: str, first: SyncRun) -> str:
 def _queue(settings: Settings, db: Database, kind: str, first: SyncRun, subject: str,
            text: str, now: datetime) -> int | None:
     """Queue one alert; None if it had been queued before."""
+    return _queue_keyed(settings, db, _key(kind, first), subject, text, now)
+
+
+def _queue_keyed(settings: Settings, db: Database, key: str, subject: str, text: str,
+                 now: datetime) -> int | None:
     assert settings.admin_email is not None
     message_id = render.new_message_id(settings)
     body = f'<pre style="font-family:monospace;white-space:pre-wrap">{html.escape(text)}</pre>'
     msg = render.message(settings, recipient=settings.admin_email, subject_line=subject,
                          text=text, html=body, message_id=message_id, now=now)
-    draft = outbox.Draft(kind=MessageKind.ALERT, key=_key(kind, first),
+    draft = outbox.Draft(kind=MessageKind.ALERT, key=key,
                          recipient=settings.admin_email, subject=subject,
                          message_id=message_id, message=msg.as_bytes(), text_body=text,
                          html_body=body)

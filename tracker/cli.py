@@ -4,6 +4,7 @@ prints the result (exit codes in `tracker.cli_app`). The e-mail commands are in 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,9 +17,10 @@ import click
 
 from tracker import cli_mail, jobs, views
 from tracker.cli_app import EXIT_PIPE, App, Failure, cli, study_filters
+from tracker.config import folder_problem
 from tracker.database import Database
 from tracker.diff import KINDS
-from tracker.errors import NotFound
+from tracker.errors import BadInput, NotFound, TrackerError
 from tracker.times import as_utc, utcnow
 
 
@@ -207,6 +209,8 @@ def export_command(app: App, fmt: str, output: str | None, include_removed: bool
       tracker export --format csv -o trials.csv
       tracker export --format json --therapy jak --subtype ass --country France
     """
+    if output:
+        _check_folder(Path(output).parent, f"--output {output}")
     app.check_tags(subtypes, therapies)
     ctx = app.context()
     where = app.study_filter(ctx, subtypes, therapies, recruiting, children, countries)
@@ -214,9 +218,15 @@ def export_command(app: App, fmt: str, output: str | None, include_removed: bool
     rows = (views.study_dict(s, today) for s in ctx.store.iter_studies(include_removed, where))
     if output:
         tmp = output + ".part"
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            count = views.write_export(rows, fmt, handle)
-        os.replace(tmp, output)
+        try:
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                count = views.write_export(rows, fmt, handle)
+            os.replace(tmp, output)
+        except OSError as error:  # e.g. the disk filled up: no half-written file is left
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise TrackerError(f"Cannot write {output}: {error.strerror or error}.") from error
         click.echo(f"Exported {count} studies to {output}.", err=True)
     else:
         views.write_export(rows, fmt, sys.stdout)
@@ -240,6 +250,8 @@ def report_command(app: App, week: str | None, out: Path | None) -> None:
     from tracker.report import Week
 
     chosen = Week.parse(week) if week else None
+    if out is not None:
+        _check_folder(out, f"--out {out}")
     outcome = jobs.report(app.context(), chosen, out)
     assert outcome.week is not None
     click.echo(f"Report for {outcome.week.name} written to {outcome.folder}/ "
@@ -330,6 +342,13 @@ class _ProgressBars:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+
+
+def _check_folder(folder: Path, given: str) -> None:
+    """Refuse an output folder that cannot be written, before any work is done."""
+    problem = folder_problem(folder)
+    if problem:
+        raise BadInput(f"{given} cannot be used: {problem}")
 
 
 def _parse_since(value: str) -> datetime:

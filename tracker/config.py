@@ -153,7 +153,8 @@ class Settings:
                               "give the SMTP password"),
             smtp_timeout=get("TRACKER_SMTP_TIMEOUT", "smtp_timeout", _float_between(1, 600),
                              "give seconds from 1 to 600"),
-            digest_dir=get("TRACKER_DIGEST_DIR", "digest_dir", Path, "give a folder path"),
+            digest_dir=get("TRACKER_DIGEST_DIR", "digest_dir",
+                           _writable_folder("TRACKER_DIGEST_DIR"), "give a folder path"),
             confirm_days=get("TRACKER_CONFIRM_DAYS", "confirm_days", _int_between(1, 90),
                              "give a whole number of days from 1 to 90"),
             **_schedule_settings(get),
@@ -174,7 +175,8 @@ def _schedule_settings(get: Callable[..., Any]) -> dict[str, Any]:
         "report_schedule": get("TRACKER_REPORT_SCHEDULE", "report_schedule", cron, hint),
         "weekly_day": get("TRACKER_WEEKLY_DAY", "weekly_day", parse_weekday,
                           "give a day of the week, e.g. monday or mon"),
-        "report_dir": get("TRACKER_REPORT_DIR", "report_dir", Path, "give a folder path"),
+        "report_dir": get("TRACKER_REPORT_DIR", "report_dir",
+                          _writable_folder("TRACKER_REPORT_DIR"), "give a folder path"),
         "admin_email": get("TRACKER_ADMIN_EMAIL", "admin_email", _address,
                            "give an address like ops@example.org"),
         "alert_after": get("TRACKER_ALERT_AFTER", "alert_after", _int_between(1, 100),
@@ -267,6 +269,37 @@ def _existing_folder(raw: str) -> Path:
     if not path.is_dir():
         raise ValueError(raw)
     return path
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why files cannot be written into `folder`, as a sentence; None when they can.
+
+    A folder that does not exist yet is fine if its nearest existing ancestor is a folder
+    this user may write to: it is created on first use. Nothing is created or written here.
+    """
+    for place in (folder, *folder.parents):
+        if not os.path.lexists(place):
+            continue
+        if not place.is_dir():
+            return f"{place} is {'a file, not' if place.is_file() else 'not'} a folder."
+        if not os.access(place, os.W_OK | os.X_OK):
+            return f"{place} is not writable by this user."
+        return None
+    return None
+
+
+def _writable_folder(name: str) -> Callable[[str], Path]:
+    """A folder setting, refused at start-up rather than at its first write (which, for
+    `tracker run`, could be days later)."""
+
+    def parse(raw: str) -> Path:
+        folder = Path(raw)
+        problem = folder_problem(folder)
+        if problem:
+            raise ConfigError(f"{name}={raw} cannot be used: {problem}")
+        return folder
+
+    return parse
 
 
 def _query(raw: str) -> str:

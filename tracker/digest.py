@@ -127,8 +127,9 @@ class Renderer:
         self.settings = settings
         self.env = templating.environment(override=settings.templates_dir)
 
-    def digest(self, digest: Digest, freshness: Freshness, unsubscribe_url: str | None
-               ) -> tuple[str, str]:
+    def digest(self, digest: Digest, freshness: Freshness, unsubscribe_url: str | None,
+               notices: Sequence[str] = ()) -> tuple[str, str]:
+        """The text and HTML bodies; `notices` (operator digests only) go under the intro."""
         operator = digest.subscriber is None
         context = {
             "heading": "All changes to tracked myositis trials" if operator
@@ -142,6 +143,7 @@ class Renderer:
             "filters": describe(digest.subscriber, self.settings.weekly_day)
             if digest.subscriber else None,
             "unsubscribe_url": unsubscribe_url,
+            "notices": list(notices),
         }
         return (self.env.get_template("digest.txt").render(context),
                 self.env.get_template("digest.html").render(context))

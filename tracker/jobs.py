@@ -128,6 +128,7 @@ def sync(ctx: Context, *, full: bool = False, progress: Progress | None = None) 
         client.close()
     note, alert = alerts.after_success(ctx.settings, ctx.db, result, ctx.clock())
     _deliver_alert(ctx, alert)
+    _deliver_alert(ctx, alerts.after_sync_notices(ctx.settings, ctx.db, result, ctx.clock()))
     summary = sync_summary(result)
     return Synced(RunStatus.OK, summary.rstrip(".") + note if note else summary, result=result)
 

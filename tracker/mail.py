@@ -10,6 +10,7 @@ outcome unknown: the message is marked so and never resent on its own.
 from __future__ import annotations
 
 import contextlib
+import errno
 import random
 import smtplib
 import ssl
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tracker import outbox
-from tracker.config import Settings
+from tracker.config import Settings, folder_problem
 from tracker.database import Database
 from tracker.errors import (
     PermanentSendError,
@@ -152,6 +153,12 @@ class SmtpTransport:
             self.connection = None
 
 
+# A write refused for one of these reasons would be refused for every message: the batch
+# stops, as for an unreachable server, instead of retrying each message in turn.
+FOLDER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                           errno.ENOENT, errno.ENOTDIR, errno.EIO})
+
+
 @dataclass
 class FileTransport:
     """Writes each message as .eml, .txt and .html into a folder (no mail server needed)."""
@@ -164,20 +171,34 @@ class FileTransport:
         pass
 
     def open(self) -> None:
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise PermanentSendError(f"Cannot create {self.folder}: {error.strerror}") from error
+        """Create the folder. One that cannot be written raises here, before any message is
+        handed over, so `drain` leaves them all queued with the reason recorded."""
+        problem = folder_problem(self.folder)
+        if problem is None:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                problem = f"{error.strerror or error}."
+        if problem:
+            raise PermanentSendError(f"Cannot write messages into {self.folder}: {problem}")
 
     def deliver(self, message: OutboxMessage) -> None:
+        """Write the message's files; a write the disk refuses leaves the message queued
+        (TransientSendError, or Unreachable when the next message would fail the same way)."""
         stem = f"{message.created_at:%Y-%m-%d}-{message.kind}-{message.id:06d}"
         safe = "".join(c if c.isalnum() or c in "@._-" else "_" for c in message.recipient)
         for suffix, data in ((".txt", message.text_body.encode()),
                              (".html", message.html_body.encode()), (".eml", message.message)):
             target = self.folder / f"{stem}-{safe}{suffix}"
             part = target.with_name(target.name + ".part")
-            part.write_bytes(data)
-            part.replace(target)  # atomic: a reader never sees half a file
+            try:
+                part.write_bytes(data)
+                part.replace(target)  # atomic: a reader never sees half a file
+            except OSError as error:
+                with contextlib.suppress(OSError):
+                    part.unlink()
+                failed = Unreachable if error.errno in FOLDER_ERRNOS else TransientSendError
+                raise failed(f"Cannot write {target}: {error.strerror or error}.") from error
             self.written.append(target)
 
     def close(self) -> None:

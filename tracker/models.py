@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, LargeBinary, Text
+from sqlalchemy import Column, Index, Integer, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -195,6 +195,10 @@ class SyncRun(SQLModel, table=True):
     unchanged: int = 0
     reformatted: int = 0
     events: int = 0
+    # Removals held back because too many trials vanished at once (see sync.MASS_REMOVAL).
+    held: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    # Records that could not be read, as JSON [[nct_id, problem], ...]; None when there were none.
+    unreadable: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class Subscriber(SQLModel, table=True):

@@ -9,6 +9,7 @@ One subscriber's failure is recorded and the run goes on. Delivery is the sender
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,9 +21,11 @@ from tracker.config import Settings
 from tracker.errors import WindowMoved
 from tracker.matching import is_due
 from tracker.models import MessageKind, RunStatus, Subscriber, SyncRun
+from tracker.staging import Staging
 from tracker.store import Store
 from tracker.times import as_utc, utcnow
 from tracker.tokens import Purpose, make
+from tracker.views import sync_notices
 
 OPERATOR = "operator"  # the recipient of a file-mode operator digest: its file names
 CONFIRM_SUBJECT = "Please confirm your subscription to myositis trial updates"
@@ -62,6 +65,13 @@ def freshness(store: Store, now: datetime | None = None) -> render.Freshness:
     return render.Freshness(ok.data_timestamp if ok else None, last_success,
                             failed_since(failed, ok), failed.error if failed else None,
                             failed_syncs=len(streak), stale=stale)
+
+
+def operator_notices(store: Store) -> list[str]:
+    """What the operator must know beside the changes: held removals, unreadable records."""
+    last = runs.last_sync(store.db, RunStatus.OK)
+    unreadable = json.loads(last.unreadable) if last and last.unreadable else []
+    return sync_notices(len(Staging(store.db).held()), unreadable)
 
 
 def operator_recipient(settings: Settings, *, to_files: bool) -> str | None:
@@ -160,7 +170,7 @@ def _operator_digest(settings: Settings, store: Store, renderer: render.Renderer
                       len(digest.trials))
     if dry_run:
         return planned
-    text, html = renderer.digest(digest, fresh, None)
+    text, html = renderer.digest(digest, fresh, None, operator_notices(store))
     message_id = render.new_message_id(settings)
     address = parseaddr(settings.mail_from)[1] if recipient == OPERATOR else recipient
     msg = render.message(settings, recipient=address, subject_line=subject,

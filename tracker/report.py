@@ -7,6 +7,7 @@ that data into a self-contained HTML page (inline CSS and SVG, no network) and M
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import Counter
@@ -19,7 +20,7 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from tracker import charts, templating
-from tracker.errors import BadWeek
+from tracker.errors import BadWeek, TrackerError
 from tracker.feeds import atom_feed, events_for_subtype
 from tracker.matching import STOPPED
 from tracker.models import ChangeEvent, ChangeKind, Study
@@ -249,7 +250,7 @@ def write(store: Store, vocabulary: Vocabulary, week: Week, out: Path, now: date
     Templates in `templates_dir` replace the shipped ones of the same name (see
     tracker.templating); None means the shipped templates only.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    _make_folder(out)
     data = collect(store, vocabulary, week, now)
     written = [
         _write(out / f"{week.name}.html", render_html(data, templates_dir)),
@@ -273,7 +274,7 @@ def _feeds(store: Store, vocabulary: Vocabulary, out: Path, now: datetime,
         feed_id=f"{base}/feed.atom", title="Myositis clinical trials: all changes",
         self_url=f"{base}/feed.atom", alternate_url=f"{base}/index.html", events=events,
         studies=studies, updated=now, labels=labels))]
-    (out / "feeds").mkdir(exist_ok=True)
+    _make_folder(out / "feeds")
     for tag, definition in vocabulary.subtypes.items():
         mine = events_for_subtype(events, studies, tag)
         paths.append(_write(out / "feeds" / f"{tag}.atom", atom_feed(
@@ -284,8 +285,23 @@ def _feeds(store: Store, vocabulary: Vocabulary, out: Path, now: datetime,
     return paths
 
 
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TrackerError(f"Cannot create the report folder {folder}: "
+                           f"{error.strerror or error}.") from error
+
+
 def _write(path: Path, text: str) -> Path:
+    """Write `text` to `path` whole or not at all; TrackerError naming the path if the disk
+    refuses (full, read-only), with no half-written file left behind."""
     part = path.with_name(path.name + ".part")
-    part.write_text(text, encoding="utf-8")
-    part.replace(path)
+    try:
+        part.write_text(text, encoding="utf-8")
+        part.replace(path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise TrackerError(f"Cannot write {path}: {error.strerror or error}.") from error
     return path

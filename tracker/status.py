@@ -13,6 +13,7 @@ from tracker.jobs import Context
 from tracker.lock import Lock, holder
 from tracker.models import Job, RunStatus
 from tracker.notify import failed_since
+from tracker.staging import Staging
 from tracker.views import run_dict
 
 
@@ -33,6 +34,7 @@ def overview(ctx: Context) -> dict[str, Any]:
         "last_failure": run_dict(last_failed),
         "last_sync_failed": failed_since(last_failed, last_ok),
         "failed_in_a_row": len(runs.failures_before(db)),
+        "held_removals": len(Staging(db).held()),
         "counts": {"tracked": counts.tracked, "removed": counts.removed,
                    "recruiting": counts.recruiting, "versions": counts.versions,
                    "changes": counts.changes, "syncs": runs.sync_count(db)},

@@ -19,14 +19,12 @@ from sqlalchemy import (
     Connection,
     Engine,
     bindparam,
-    delete,
     func,
     literal,
     or_,
     select,
     update,
 )
-from sqlmodel import Field, SQLModel
 
 from tracker.database import Database
 from tracker.models import ChangeEvent, Study, StudyVersion
@@ -35,19 +33,9 @@ from tracker.text import JOINER
 BATCH = 500
 
 
-class ListedStudy(SQLModel, table=True):
-    """Scratch table: the IDs the current sync saw listed, so memory stays flat."""
-
-    __tablename__ = "sync_listing"
-
-    nct_id: str = Field(primary_key=True, max_length=11)
-    last_update_posted: str | None = None
-
-
 STUDY = Study.__table__  # type: ignore[attr-defined]
 VERSION = StudyVersion.__table__  # type: ignore[attr-defined]
 EVENT = ChangeEvent.__table__  # type: ignore[attr-defined]
-LISTING = ListedStudy.__table__  # type: ignore[attr-defined]
 
 
 def compress(record: dict[str, Any]) -> bytes:
@@ -56,14 +44,6 @@ def compress(record: dict[str, Any]) -> bytes:
 
 def decompress(blob: bytes) -> dict[str, Any]:
     return json.loads(zlib.decompress(blob))
-
-
-@dataclass(frozen=True)
-class Known:
-    content_hash: str
-    last_update_posted: str | None
-    version_id: int | None
-    removed: bool
 
 
 @dataclass(frozen=True)
@@ -242,14 +222,6 @@ class Transaction:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def known(self, nct_ids: Sequence[str]) -> dict[str, Known]:
-        rows = self.conn.execute(
-            select(STUDY.c.nct_id, STUDY.c.content_hash, STUDY.c.last_update_posted,
-                   STUDY.c.version_id, STUDY.c.removed_at)
-            .where(STUDY.c.nct_id.in_(list(nct_ids)))
-        )
-        return {r[0]: Known(r[1], r[2], r[3], r[4] is not None) for r in rows}
-
     def record(self, version_id: int) -> dict[str, Any]:
         blob = self.conn.execute(select(VERSION.c.record).where(VERSION.c.id == version_id)
                                  ).scalar_one()
@@ -279,35 +251,6 @@ class Transaction:
     def add_events(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             self.conn.execute(EVENT.insert(), rows)
-
-    def clear_listing(self) -> None:
-        self.conn.execute(delete(LISTING))
-
-    def add_listing(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(LISTING.insert(), rows)
-
-    def listed_count(self) -> int:
-        return int(self.conn.execute(select(func.count()).select_from(LISTING)).scalar_one())
-
-    def stale_listed(self) -> list[str]:
-        """Listed IDs the snapshot lacks, holds as removed, or holds at another update date."""
-        query = (
-            select(LISTING.c.nct_id)
-            .select_from(LISTING.outerjoin(STUDY, STUDY.c.nct_id == LISTING.c.nct_id))
-            .where((STUDY.c.nct_id.is_(None)) | (STUDY.c.removed_at.is_not(None))
-                   | (STUDY.c.last_update_posted.is_distinct_from(LISTING.c.last_update_posted)))
-            .order_by(LISTING.c.nct_id)
-        )
-        return list(self.conn.execute(query).scalars())
-
-    def unlisted_active(self) -> list[str]:
-        """Tracked studies missing from this sync's listing: they stopped matching."""
-        query = (select(STUDY.c.nct_id)
-                 .where(STUDY.c.removed_at.is_(None),
-                        STUDY.c.nct_id.not_in(select(LISTING.c.nct_id)))
-                 .order_by(STUDY.c.nct_id))
-        return list(self.conn.execute(query).scalars())
 
     def mark_removed(self, nct_ids: list[str], when: datetime) -> None:
         for start in range(0, len(nct_ids), BATCH):

@@ -2,12 +2,18 @@
 
 A full sync pages through every study the query matches. An incremental sync (the default
 once a baseline exists) lists the matching IDs with their update dates (cheap), fetches the
-studies updated since the last successful sync (with an overlap), fills any gap the listing
-reveals by ID, and marks studies missing from the listing as removed. If `/version` says the
-registry has not refreshed since the last successful sync, nothing is fetched at all.
+studies updated since the last successful sync (with an overlap) and fills any gap the listing
+reveals by ID. If `/version` says the registry has not refreshed since the last successful
+sync, nothing is fetched at all.
 
-Every write happens in one transaction; any error rolls it back and the run is recorded as
-failed, so a bad page can never corrupt the snapshot or mark trials removed.
+A study missing from the listing is removed only on the registry's own word, asked by ID
+(`_removals`); a mass removal waits for a later refresh to confirm it. A record that cannot
+be read is kept as received, reported, and left out of the diff; the others sync.
+
+Pages are diffed as they arrive and staged in short transactions (`tracker.staging`); the
+snapshot changes only at the end, in one short transaction, after the pages are proven
+complete. Any error before that leaves the snapshot exactly as it was, and no write lock is
+held while the registry is being read.
 """
 
 from __future__ import annotations
@@ -28,12 +34,15 @@ from tracker.lock import Lock, hold
 from tracker.models import ChangeEvent, ChangeKind, RunStatus, SyncMode
 from tracker.plain import explain
 from tracker.record import Record, content_hash, last_update_posted, summarise
-from tracker.store import BATCH, Known, Store, Transaction, compress
+from tracker.shape import problems
+from tracker.staging import Known, Staged, Staging
+from tracker.store import BATCH, Store, Transaction, compress
 from tracker.tags import Tagger, load_vocabulary
 from tracker.tags import columns as tag_columns
 from tracker.times import utcnow
 
 IDS_PER_REQUEST = 100
+MASS_REMOVAL = 0.05  # removing more than this share of the tracked trials at once is suspect
 INTERRUPTED = "Interrupted; nothing from this sync was saved."
 LISTING_FIELDS = "NCTId|LastUpdatePostDate"
 
@@ -58,6 +67,8 @@ class SyncResult:
     requests: int = 0
     seconds: float = 0.0
     since: str | None = None
+    held: int = 0  # removals held back: too many at once (see `mass_removal`)
+    unreadable: list[list[str]] = field(default_factory=list)  # [nct_id, problem]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +82,7 @@ class _Counts:
     reformatted: int = 0
     events: int = 0
     seen: set[str] = field(default_factory=set)
+    unreadable: list[list[str]] = field(default_factory=list)  # [nct_id, problem]
 
 
 def sync(settings: Settings, store: Store, client: CtGovClient, tagger: Tagger | None = None,
@@ -121,6 +133,7 @@ def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bo
     started = clock()
     requests_before = client.requests_made
     db = store.db
+    staging = Staging(db)
     last_ok = runs.last_sync(db, *runs.SUCCEEDED)
     run_id = runs.begin_sync(db, settings.query)
     try:
@@ -137,22 +150,32 @@ def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bo
                 SyncMode.FULL if since is None else SyncMode.INCREMENTAL)
             result = SyncResult(run_id, RunStatus.OK, mode, version.data_timestamp,
                                 since=since.isoformat() if since else None)
-            with store.transaction() as tx:
-                save = _Saver(tx, tagger, baseline, run_id, utcnow())
-                _fetch_and_save(settings, tx, client, result, since, save, progress)
-                after = client.version()
-                if after.data_timestamp != version.data_timestamp:
-                    raise IncompleteSync(
-                        f"ClinicalTrials.gov refreshed its data during the sync "
-                        f"({version.data_timestamp} -> {after.data_timestamp}). Nothing was "
-                        "changed; run the sync again."
-                    )
+            staging.clear()  # what a sync that died left behind
+            stager = _Stager(staging, tagger, baseline, run_id)
+            _fetch(settings, staging, client, since, stager, progress)
+            removals = _removals(settings, staging, client, baseline, version.data_timestamp)
+            after = client.version()
+            if after.data_timestamp != version.data_timestamp:
+                raise IncompleteSync(
+                    f"ClinicalTrials.gov refreshed its data during the sync "
+                    f"({version.data_timestamp} -> {after.data_timestamp}). Nothing was "
+                    "changed; run the sync again."
+                )
+            listed, now = staging.listed_count(), utcnow()
+            with store.transaction() as tx:  # short: everything was fetched and checked
+                staging.apply(tx, run_id, now)
+                _apply_removals(tx, staging, removals, stager, run_id, now,
+                                version.data_timestamp)
+                staging.finish(tx)
+            _count(result, stager, listed, removals)
         result.requests = client.requests_made - requests_before
         result.seconds = round(clock() - started, 2)
         counts = {k: v for k, v in result.as_dict().items()
                   if k in ("fetched", "new", "changed", "removed", "unchanged", "reformatted",
-                           "events", "requests", "since", "data_timestamp")}
-        runs.finish_sync(db, run_id, result.status, mode=result.mode, **counts)
+                           "events", "requests", "since", "data_timestamp", "held")}
+        runs.finish_sync(db, run_id, result.status, mode=result.mode,
+                         unreadable=json.dumps(result.unreadable) if result.unreadable
+                         else None, **counts)
         return result
     except BaseException as error:
         status = RunStatus.FAILED
@@ -178,94 +201,170 @@ def _since(last_ok: Any, overlap_days: int) -> date:
     return base - timedelta(days=overlap_days)
 
 
-def _fetch_and_save(settings: Settings, tx: Transaction, client: CtGovClient,
-                    result: SyncResult, since: date | None, save: _Saver,
-                    progress: Progress) -> None:
-    counts = save.counts
-    baseline, run_id, now = save.baseline, save.run_id, save.now
-    tx.clear_listing()
+def _fetch(settings: Settings, staging: Staging, client: CtGovClient, since: date | None,
+           stager: _Stager, progress: Progress) -> None:
+    """Read every page the sync needs into the staging tables, proving each set complete."""
+    counts = stager.counts
     query = {"query.cond": settings.query}
     total: int | None = None
     if since is None:
         # Full: the full pages are the listing.
         for page in client.pages(query):
-            tx.add_listing([_listing_row(s) for s in page.studies])
-            save.page(page.studies)
+            staging.add_listing([_listing_row(s) for s in page.studies])
+            stager.page(page.studies)
             total = page.total_count if page.total_count is not None else total
             progress("Fetching studies", len(counts.seen), total)
             del page  # let it go before the next one downloads
-    else:
-        listed = 0
-        for page in client.pages({**query, "fields": LISTING_FIELDS}):
-            tx.add_listing([_listing_row(s) for s in page.studies])
-            listed += len(page.studies)
-            total = page.total_count if page.total_count is not None else total
-            progress("Listing matching studies", listed, total)
-        updated = {**query,
-                   "filter.advanced": f"AREA[LastUpdatePostDate]RANGE[{since.isoformat()},MAX]"}
-        for page in client.pages(updated):
-            save.page(page.studies)
-            total = page.total_count if page.total_count is not None else total
-            progress("Fetching updated studies", counts.fetched, total)
-            del page
-        gaps = tx.stale_listed()
-        for start in range(0, len(gaps), IDS_PER_REQUEST):
-            chunk = gaps[start:start + IDS_PER_REQUEST]
-            got: set[str] = set()
-            for page in client.pages({"filter.ids": ",".join(chunk)}):
-                got.update(nct_id_of(s) for s in page.studies)
-                save.page(page.studies)
-            missing = sorted(set(chunk) - got)
-            if missing:
-                raise IncompleteSync(
-                    f"{len(missing)} listed studies could not be fetched by ID "
-                    f"({', '.join(missing[:5])}). Nothing was changed; run the sync again."
-                )
-            progress("Fetching studies missing from the snapshot",
-                     min(start + IDS_PER_REQUEST, len(gaps)), len(gaps))
+        return
+    listed = 0
+    for page in client.pages({**query, "fields": LISTING_FIELDS}):
+        staging.add_listing([_listing_row(s) for s in page.studies])
+        listed += len(page.studies)
+        total = page.total_count if page.total_count is not None else total
+        progress("Listing matching studies", listed, total)
+    updated = {**query,
+               "filter.advanced": f"AREA[LastUpdatePostDate]RANGE[{since.isoformat()},MAX]"}
+    for page in client.pages(updated):
+        stager.page(page.studies)
+        total = page.total_count if page.total_count is not None else total
+        progress("Fetching updated studies", counts.fetched, total)
+        del page
+    gaps = [nct_id for nct_id in staging.stale_listed() if nct_id not in counts.seen]
+    for start in range(0, len(gaps), IDS_PER_REQUEST):
+        chunk = gaps[start:start + IDS_PER_REQUEST]
+        got: set[str] = set()
+        for page in client.pages({"filter.ids": ",".join(chunk)}):
+            got.update(nct_id_of(s) for s in page.studies)
+            stager.page(page.studies)
+        missing = sorted(set(chunk) - got)
+        if missing:
+            raise IncompleteSync(
+                f"{len(missing)} listed studies could not be fetched by ID "
+                f"({', '.join(missing[:5])}). Nothing was changed; run the sync again."
+            )
+        progress("Fetching studies missing from the snapshot",
+                 min(start + IDS_PER_REQUEST, len(gaps)), len(gaps))
 
-    removed = tx.unlisted_active()
-    if removed:
-        tx.mark_removed(removed, now)
-        if not baseline:
-            tx.add_events([_event_row(run_id, nct_id, None, None, now, change, explain(change))
-                           for nct_id in removed
-                           for change in [differ.removed_study(
-                               nct_id, "no longer matches the tracked query on "
-                                       "ClinicalTrials.gov")]])
-            counts.events += len(removed)
-    listed_total = tx.listed_count()
-    result.listed = listed_total
+
+@dataclass
+class Removals:
+    """What to do with tracked studies the listing no longer shows."""
+
+    remove: dict[str, str] = field(default_factory=dict)  # study -> why, in plain words
+    hold: list[str] = field(default_factory=list)  # too many at once: wait for confirmation
+    release: list[str] = field(default_factory=list)  # held before, listed again
+
+
+def mass_removal(count: int, tracked: int) -> bool:
+    """Whether removing `count` of `tracked` studies at once is more likely a registry or
+    network fault than real withdrawals: all of them, or more than MASS_REMOVAL of them
+    (and at least three)."""
+    return tracked > 0 and (count >= tracked
+                            or (count >= 3 and count > tracked * MASS_REMOVAL))
+
+
+def _removals(settings: Settings, staging: Staging, client: CtGovClient, baseline: bool,
+              data_timestamp: str | None) -> Removals:
+    """Corroborate every removal by ID before believing it.
+
+    A study missing from the listing is fetched by ID, with the query and without. If the
+    query still finds it, the listing was wrong: the sync fails and changes nothing. If it
+    exists but no longer matches, or is gone from the registry, that is the registry's own
+    word. Even so, a mass removal is held back until a sync on a later registry refresh finds
+    the same studies missing, since a registry fault can make every request look empty.
+    """
+    held = staging.held()
+    missing = staging.unlisted_active()
+    out = Removals(release=[n for n in held if n not in set(missing)])
+    if not missing:
+        return out
+    if baseline:  # a new query: whatever it no longer matches leaves, without events
+        out.remove = {n: "no longer matches the tracked query" for n in missing}
+        return out
+    still = _fetch_ids(client, missing, {"query.cond": settings.query})
+    if still:
+        raise IncompleteSync(
+            f"The registry's listing left out {len(still)} tracked trial(s) that its search "
+            f"still finds ({', '.join(sorted(still)[:5])}). Nothing was changed; run the sync "
+            "again."
+        )
+    exists = _fetch_ids(client, missing, {})
+    why = {n: ("no longer matches the tracked query on ClinicalTrials.gov" if n in exists
+               else "no longer on ClinicalTrials.gov") for n in missing}
+    confirmed = [n for n in missing if n in held and held[n] != data_timestamp]
+    fresh = [n for n in missing if n not in confirmed]
+    if mass_removal(len(fresh), staging.tracked_count()):
+        out.hold = fresh
+        out.remove = {n: why[n] for n in confirmed}
+    else:
+        out.remove = why
+    return out
+
+
+def _fetch_ids(client: CtGovClient, nct_ids: list[str], params: dict[str, str]) -> set[str]:
+    """Which of these studies the registry returns for `params` (their records unread)."""
+    found: set[str] = set()
+    for start in range(0, len(nct_ids), IDS_PER_REQUEST):
+        chunk = nct_ids[start:start + IDS_PER_REQUEST]
+        for page in client.pages({**params, "filter.ids": ",".join(chunk),
+                                  "fields": LISTING_FIELDS}):
+            found.update(nct_id_of(s) for s in page.studies)
+    return found & set(nct_ids)
+
+
+def _apply_removals(tx: Transaction, staging: Staging, removals: Removals, stager: _Stager,
+                    run_id: int, now: datetime, data_timestamp: str | None) -> None:
+    gone = sorted(removals.remove)
+    if gone:
+        tx.mark_removed(gone, now)
+        if not stager.baseline:
+            rows = []
+            for nct_id in gone:
+                change = differ.removed_study(nct_id, removals.remove[nct_id])
+                rows.append({**_event_row(nct_id, None, change, explain(change)),
+                             "sync_run_id": run_id, "detected_at": now, "version_id": None})
+            tx.add_events(rows)
+            stager.counts.events += len(rows)
+    staging.release(tx, [*removals.release, *gone])
+    if removals.hold:
+        staging.hold(tx, removals.hold, data_timestamp, run_id, now)
+
+
+def _count(result: SyncResult, stager: _Stager, listed: int, removals: Removals) -> None:
+    counts = stager.counts
+    result.listed = listed
     result.fetched = counts.fetched
     result.new = counts.new
     result.changed = counts.changed
     result.reformatted = counts.reformatted
-    result.removed = len(removed)
+    result.removed = len(removals.remove)
+    result.held = len(removals.hold)
     result.events = counts.events
-    result.unchanged = max(0, listed_total - counts.new - counts.changed - counts.reformatted)
+    result.unreadable = counts.unreadable
+    result.unchanged = max(0, result.listed - counts.new - counts.changed - counts.reformatted
+                           - len(counts.unreadable))
 
 
 @dataclass
-class _Saver:
-    """Diffs pages against the snapshot and queues their writes in the sync's transaction."""
+class _Stager:
+    """Diffs pages against the snapshot and stages their writes (see tracker.staging)."""
 
-    tx: Transaction
+    staging: Staging
     tagger: Tagger
     baseline: bool
     run_id: int
-    now: datetime
     counts: _Counts = field(default_factory=_Counts)
 
     def page(self, studies: list[Record]) -> None:
-        """One page; an unchanged record costs one hash and nothing else."""
-        counts, tx = self.counts, self.tx
+        """One page; an unchanged record costs one hash and nothing else. A record that
+        cannot be read is kept as received and reported; the others go on."""
+        counts = self.counts
         fresh = [s for s in studies if nct_id_of(s) not in counts.seen]
         counts.fetched += len(studies)
         if not fresh:
             return
-        known = tx.known([nct_id_of(s) for s in fresh])
-        versions: list[dict[str, Any]] = []
-        pending: list[tuple[Record, str, list[dict[str, Any]], bool]] = []
+        known = self.staging.known([nct_id_of(s) for s in fresh])
+        staged: list[Staged] = []
         for study in fresh:
             nct_id = nct_id_of(study)
             counts.seen.add(nct_id)
@@ -273,30 +372,26 @@ class _Saver:
             before = known.get(nct_id)
             if before and before.content_hash == digest and not before.removed:
                 continue
-            events = self._events(study, before, digest)
-            versions.append({"nct_id": nct_id, "content_hash": digest,
-                             "last_update_posted": last_update_posted(study),
-                             "sync_run_id": self.run_id, "fetched_at": self.now,
-                             "record": compress(study)})
-            pending.append((study, digest, events, before is None))
-        version_ids = tx.add_versions(versions)
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
-        rows: list[dict[str, Any]] = []
-        for (study, digest, events, is_new), version_id in zip(pending, version_ids,
-                                                                strict=True):
-            row = {**summarise(study), **tag_columns(self.tagger.tag(study), study),
-                   "vocabulary": self.tagger.vocabulary.digest, "content_hash": digest,
-                   "version_id": version_id, "removed_at": None}
-            if is_new:
-                inserts.append({**row, "first_seen_at": self.now, "last_changed_at": self.now})
-            else:
-                updates.append({**row, "last_changed_at": self.now})
-            rows.extend({**event, "version_id": version_id} for event in events)
-        tx.insert_studies(inserts)
-        tx.update_studies(updates)
-        tx.add_events(rows)
-        counts.events += len(rows)
+            found = problems(study)
+            if not found:
+                try:
+                    staged.append(self._readable(study, nct_id, digest, before))
+                    continue
+                except Exception as error:  # a shape the checks missed: still one record
+                    found = [f"{type(error).__name__}: {error}"]
+            counts.unreadable.append([nct_id, "; ".join(found)])
+            if not self.staging.has_version(nct_id, digest):
+                staged.append(Staged(nct_id, digest, _posted(study), compress(study), None,
+                                     before is None, None, []))
+        self.staging.stage(staged)
+
+    def _readable(self, study: Record, nct_id: str, digest: str,
+                  before: Known | None) -> Staged:
+        row = {**summarise(study), **tag_columns(self.tagger.tag(study), study),
+               "vocabulary": self.tagger.vocabulary.digest, "content_hash": digest}
+        events = self._events(study, before, digest)
+        return Staged(nct_id, digest, last_update_posted(study), compress(study), row,
+                      before is None, None, events)
 
     def _events(self, study: Record, before: Known | None, digest: str) -> list[dict[str, Any]]:
         counts = self.counts
@@ -311,7 +406,7 @@ class _Saver:
                 counts.new += 1
                 changes.append(differ.new_study(study))
             if before.content_hash != digest and before.version_id is not None:
-                old = self.tx.record(before.version_id)
+                old = self.staging.record(before.version_id)
                 changes.extend(differ.diff(old, study))
             if not before.removed:
                 if before.last_update_posted != last_update_posted(study):
@@ -321,20 +416,31 @@ class _Saver:
             if self.baseline:
                 changes = []
         nct_id, posted = nct_id_of(study), last_update_posted(study)
-        return [_event_row(self.run_id, nct_id, None, posted, self.now, change,
-                           explain(change, old, study)) for change in changes]
+        rows = [_event_row(nct_id, posted, change, explain(change, old, study))
+                for change in changes]
+        counts.events += len(rows)
+        return rows
 
 
-def _listing_row(study: Record) -> dict[str, Any]:
-    return {"nct_id": nct_id_of(study), "last_update_posted": last_update_posted(study)}
+def _listing_row(study: Record) -> tuple[str, str | None]:
+    return nct_id_of(study), _posted(study)
 
 
-def _event_row(run_id: int, nct_id: str, version_id: int | None, posted: str | None,
-               now: datetime, change: differ.Change, plain: str) -> dict[str, Any]:
-    return {"sync_run_id": run_id, "nct_id": nct_id, "kind": change.kind, "field": change.field,
+def _posted(study: Record) -> str | None:
+    """The update date of any record, read or not (a listing row has little else)."""
+    try:
+        posted = last_update_posted(study)
+    except Exception:  # an unreadable record: the date is not to be trusted either
+        return None
+    return posted if isinstance(posted, str) else None
+
+
+def _event_row(nct_id: str, posted: str | None, change: differ.Change,
+               plain: str) -> dict[str, Any]:
+    """An event as staged; the sync run, version and time are added when it is applied."""
+    return {"nct_id": nct_id, "kind": change.kind, "field": change.field,
             "old_value": _json(change.old), "new_value": _json(change.new),
-            "summary": change.summary, "plain": plain, "detected_at": now,
-            "last_update_posted": posted, "version_id": version_id}
+            "summary": change.summary, "plain": plain, "last_update_posted": posted}
 
 
 def _json(value: Any) -> str | None:

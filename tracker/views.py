@@ -165,8 +165,10 @@ def _site(site: dict[str, Any]) -> str:
 def run_dict(run: SyncRun | None) -> dict[str, Any] | None:
     if run is None:
         return None
-    return {k: (v.isoformat() if isinstance(v, datetime) else v)
-            for k, v in run.model_dump().items() if k != "query"}
+    out = {k: (v.isoformat() if isinstance(v, datetime) else v)
+           for k, v in run.model_dump().items() if k != "query"}
+    out["unreadable"] = json.loads(run.unreadable) if run.unreadable else []
+    return out
 
 
 def sync_summary(r: SyncResult) -> str:
@@ -177,14 +179,37 @@ def sync_summary(r: SyncResult) -> str:
                 f"sync ({stamp}); {took}.")
     if r.mode == SyncMode.BASELINE:
         dropped = f", {r.removed} from the previous query dropped" if r.removed else ""
-        return (f"Baseline recorded: {r.listed} studies{dropped}; no changes are reported on a "
+        line = (f"Baseline recorded: {r.listed} studies{dropped}; no changes are reported on a "
                 f"first sync; {took}; {stamp}.")
-    how = f"incremental, updates since {r.since}" if r.mode == SyncMode.INCREMENTAL else "full"
-    # listed = new + changed + reformatted + unchanged; removed ones are no longer listed.
-    reformatted = f", {r.reformatted} reformatted by the registry" if r.reformatted else ""
-    return (f"Synced {r.listed} studies ({how}): {r.new} new, {r.changed} changed"
-            f"{reformatted}, {r.removed} removed, {r.unchanged} unchanged; {r.events} change "
-            f"events; {took}; {stamp}.")
+    else:
+        how = f"incremental, updates since {r.since}" if r.mode == SyncMode.INCREMENTAL \
+            else "full"
+        # listed = new + changed + reformatted + unreadable + unchanged; removed ones are
+        # no longer listed.
+        reformatted = f", {r.reformatted} reformatted by the registry" if r.reformatted else ""
+        line = (f"Synced {r.listed} studies ({how}): {r.new} new, {r.changed} changed"
+                f"{reformatted}, {r.removed} removed, {r.unchanged} unchanged; {r.events} "
+                f"change events; {took}; {stamp}.")
+    return " ".join([line, *sync_notices(r.held, r.unreadable)])
+
+
+def sync_notices(held: int, unreadable: list[list[str]]) -> list[str]:
+    """What an operator must know about a sync that succeeded: removals held back, records
+    that could not be read. Sentences, for summaries, `tracker status` and digests."""
+    notices = []
+    if held:
+        notices.append(
+            f"{held} removal{'s were' if held != 1 else ' was'} held back: that many trials "
+            "vanished from the listing at once, which is more likely a registry fault; they "
+            "are removed only if a sync after the registry's next refresh still misses them.")
+    if unreadable:
+        shown = "; ".join(f"{nct_id}, {problem}" for nct_id, problem in unreadable[:5])
+        more = f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        notices.append(
+            f"{len(unreadable)} record{'s' if len(unreadable) != 1 else ''} could not be "
+            f"read: {shown}{more}. {'They were' if len(unreadable) != 1 else 'It was'} kept "
+            "as received and left out of the changes; the other studies synced.")
+    return notices
 
 
 def write_export(rows: Iterable[dict[str, Any]], fmt: str, handle: TextIO) -> int:
@@ -239,6 +264,9 @@ def status_lines(info: dict[str, Any], zone: tzinfo) -> Iterator[str]:
                 f"{last['summary']}" if last else "never run")
         yield (f"  {job:<8} {row['schedule']:<16} next "
                f"{local_time(parse_iso(row['next']), zone)}; {done}")
+    data = info.get("last_data_change") or {}
+    for notice in sync_notices(info.get("held_removals", 0), data.get("unreadable") or []):
+        yield f"Note: {notice}"
     if info["failed_in_a_row"] > 1:
         yield (f"Warning: the last {info['failed_in_a_row']} syncs failed; the data may be out "
                "of date.")

@@ -1,0 +1,208 @@
+"""The shape a study record must have before anything reads it, and its text made safe to store.
+
+The readers (`record`, `tags`, `diff`, `plain`) trust the types they read; a record whose shape
+is off (`locations` an object, a site's latitude a string) would crash them. So a record is
+checked once, when it arrives: `problems` says in short phrases what is wrong, and a record
+with problems is set aside instead of read. `clean` removes the control characters and lone
+surrogates that a database text column or a UTF-8 file refuses. Both are pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tracker.record import Record
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a leaf must be: `says` completes "<field> is not ...", `test` checks a value."""
+
+    says: str
+    test: Callable[[object], bool]
+
+
+@dataclass(frozen=True)
+class Required:
+    """A field that must be present and not null wherever the object holding it is present
+    (elsewhere null counts as missing)."""
+
+    shape: Shape
+
+
+# A Kind for a leaf, [item shape] for a list, {key: shape} for an object ("*": any other key).
+Shape = Kind | Required | list["Shape"] | dict[str, "Shape"]
+Path = tuple[str | int, ...]
+
+
+def _matching(pattern: str) -> Callable[[object], bool]:
+    compiled = re.compile(pattern)
+    return lambda value: isinstance(value, str) and compiled.fullmatch(value) is not None
+
+
+TEXT = Kind("text", lambda v: isinstance(v, str))
+NUMBER = Kind("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+COUNT = Kind("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool))
+FLAG = Kind("true or false", lambda v: isinstance(v, bool))
+OBJECT = Kind("an object", lambda v: isinstance(v, dict))
+NCT_NUMBER = Kind("an NCT number such as NCT01234567", _matching(r"NCT[0-9]{8}"))
+# The schema's formats, checked where a reader parses the text (dates are spoken, ages counted).
+DATE = Kind("a date such as 2026, 2026-11 or 2026-11-05", _matching(r"[0-9]{4}(-[0-9]{2}){0,2}"))
+AGE = Kind('an age such as "18 Years"', _matching(r"[0-9]+ (Year|Month|Week|Day|Hour|Minute)s?"))
+
+TEXTS: Shape = [TEXT]
+DATE_STRUCT: Shape = {"date": DATE, "type": TEXT}
+SPONSOR: Shape = {"name": TEXT, "class": TEXT}
+CONTACT: Shape = {"name": TEXT, "role": TEXT, "phone": TEXT, "phoneExt": TEXT, "email": TEXT}
+OUTCOMES: Shape = [{"measure": TEXT, "description": TEXT, "timeFrame": TEXT}]
+MESHES: Shape = [{"id": TEXT, "term": TEXT}]
+BROWSE: Shape = {"meshes": MESHES, "ancestors": MESHES}
+DATE_STRUCTS = ("startDateStruct", "primaryCompletionDateStruct", "completionDateStruct",
+                "studyFirstPostDateStruct", "resultsFirstPostDateStruct",
+                "lastUpdatePostDateStruct")
+
+# Every field a reader touches, with its type from openapi-v2.yaml. Fields not listed are
+# never read one by one, so any value will do (diff and content_hash only compare them).
+SHAPE: Shape = {
+    "protocolSection": Required({
+        "*": OBJECT,  # diff compares every module, known or not, key by key
+        "identificationModule": Required({"nctId": Required(NCT_NUMBER), "briefTitle": TEXT,
+                                          "officialTitle": TEXT, "acronym": TEXT}),
+        "statusModule": {"overallStatus": TEXT, "lastKnownStatus": TEXT, "whyStopped": TEXT,
+                         **dict.fromkeys(DATE_STRUCTS, DATE_STRUCT)},
+        "sponsorCollaboratorsModule": {"leadSponsor": SPONSOR, "collaborators": [SPONSOR],
+                                       "responsibleParty": OBJECT},
+        "descriptionModule": {"briefSummary": TEXT},
+        "conditionsModule": {"conditions": TEXTS, "keywords": TEXTS},
+        "designModule": {"studyType": TEXT, "phases": TEXTS,
+                         "enrollmentInfo": {"count": COUNT, "type": TEXT}},
+        "armsInterventionsModule": {
+            "armGroups": [{"label": TEXT, "type": TEXT, "description": TEXT,
+                           "interventionNames": TEXTS}],
+            "interventions": [{"type": TEXT, "name": TEXT, "description": TEXT,
+                               "armGroupLabels": TEXTS, "otherNames": TEXTS}],
+        },
+        "outcomesModule": {"primaryOutcomes": OUTCOMES, "secondaryOutcomes": OUTCOMES,
+                           "otherOutcomes": OUTCOMES},
+        "eligibilityModule": {"eligibilityCriteria": TEXT, "healthyVolunteers": FLAG,
+                              "sex": TEXT, "minimumAge": AGE, "maximumAge": AGE,
+                              "stdAges": TEXTS},
+        "contactsLocationsModule": {
+            "centralContacts": [CONTACT],
+            "overallOfficials": [{"name": TEXT, "affiliation": TEXT, "role": TEXT}],
+            "locations": [{
+                "facility": TEXT, "status": TEXT, "city": TEXT, "state": TEXT, "zip": TEXT,
+                "country": TEXT, "contacts": [CONTACT],
+                "geoPoint": {"lat": Required(NUMBER), "lon": Required(NUMBER)},
+            }],
+        },
+    }),
+    "resultsSection": OBJECT,
+    "annotationSection": OBJECT,
+    "documentSection": OBJECT,
+    "derivedSection": {"miscInfoModule": {"versionHolder": TEXT},
+                       "conditionBrowseModule": BROWSE, "interventionBrowseModule": BROWSE},
+    "hasResults": FLAG,
+}
+
+
+def problems(record: object) -> list[str]:
+    """What is wrong with the record's shape, one short phrase per field, such as
+    "locations[2].geoPoint.lat is not a number"; [] when every reader can take it.
+
+    A field that is absent or null is fine (the readers take both as "not given"), except the
+    NCT ID and the sections holding it, without which the record cannot be filed, and the
+    latitude and longitude of a site's geoPoint. A list item may not be null. Never raises,
+    whatever `record` is: it looks only as deep as SHAPE goes, and only tests types and
+    patterns."""
+    if not isinstance(record, dict):
+        return ["the record is not an object"]
+    found: list[str] = []
+    _walk(record, SHAPE, (), found)
+    return found
+
+
+def _walk(value: object, shape: Shape, path: Path, found: list[str]) -> None:
+    if isinstance(shape, Required):
+        if value is None:
+            found.append(f"{_name(path)} is missing")
+        else:
+            _walk(value, shape.shape, path, found)
+    elif value is None:
+        return
+    elif isinstance(shape, Kind):
+        if not shape.test(value):
+            found.append(f"{_name(path)} is not {shape.says}")
+    elif isinstance(shape, list):
+        if not isinstance(value, list):
+            found.append(f"{_name(path)} is not a list")
+            return
+        for index, item in enumerate(value):
+            if item is None:
+                found.append(f"{_name((*path, index))} is not {_says(shape[0])}")
+            else:
+                _walk(item, shape[0], (*path, index), found)
+    elif not isinstance(value, dict):
+        found.append(f"{_name(path)} is not an object")
+    else:
+        for key, inner in shape.items():
+            if key != "*":
+                _walk(value.get(key), inner, (*path, key), found)
+        if "*" in shape:
+            for key, item in value.items():
+                if key not in shape:
+                    _walk(item, shape["*"], (*path, key), found)
+
+
+def _says(shape: Shape) -> str:
+    if isinstance(shape, Required):
+        return _says(shape.shape)
+    if isinstance(shape, Kind):
+        return shape.says
+    return "a list" if isinstance(shape, list) else "an object"
+
+
+def _name(path: Path) -> str:
+    """A field as an operator knows it: "locations[2].geoPoint.lat", without the section and
+    the protocol module it sits in (derived modules keep theirs: condition or intervention)."""
+    parts = list(path)
+    if len(parts) > 1 and str(parts[0]).endswith("Section"):
+        parts = parts[2:] if parts[0] == "protocolSection" and len(parts) > 2 else parts[1:]
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name
+
+
+# C0 controls but tab, newline and carriage return (PostgreSQL text refuses NUL), and lone
+# surrogates (UTF-8 cannot encode them).
+UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+def clean(record: Record) -> Record:
+    """The record with every string, keys included, rid of UNSAFE characters; everything else,
+    and the structure, as it was. A record that needs no cleaning comes back itself, uncopied;
+    a changed one shares every part that did not change. Of two keys that clean to the same
+    text, the later one's value is kept."""
+    cleaned: Record = _clean(record)
+    return cleaned
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return UNSAFE.sub("", value) if UNSAFE.search(value) else value
+    if isinstance(value, list):
+        items = [_clean(item) for item in value]
+        return value if all(map(_same, items, value)) else items
+    if isinstance(value, dict):
+        keys, items = [_clean(k) for k in value], [_clean(v) for v in value.values()]
+        unchanged = all(map(_same, keys, value)) and all(map(_same, items, value.values()))
+        return value if unchanged else dict(zip(keys, items, strict=True))
+    return value
+
+
+def _same(a: object, b: object) -> bool:
+    return a is b

@@ -1,0 +1,245 @@
+"""A sync's scratch work, kept in the database but outside the snapshot until the end.
+
+While the registry is being read, the sync writes only here, page by page, each in its own
+short transaction: the IDs it saw listed, and what it will write for each study (the record,
+the study row, the change events). Nothing here is visible to readers of the snapshot, and no
+write lock is held across a network request, so other commands and web requests never wait
+on the registry. When the pages are proven complete, `apply` moves everything into the
+snapshot in one short transaction: all or nothing. A sync that dies leaves scratch rows that
+the next sync clears before it starts.
+
+Removals held back (too many trials vanished at once) are remembered here too, until a sync
+on a later registry refresh confirms them or the trials are listed again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Connection, LargeBinary, Text, delete, func, insert, select
+from sqlmodel import Field, SQLModel
+
+from tracker.database import Database
+from tracker.store import BATCH, STUDY, VERSION, Transaction, decompress
+
+
+class ListedStudy(SQLModel, table=True):
+    """The IDs the current sync saw listed, so memory stays flat."""
+
+    __tablename__ = "sync_listing"
+
+    nct_id: str = Field(primary_key=True, max_length=11)
+    last_update_posted: str | None = None
+
+
+class StagedStudy(SQLModel, table=True):
+    """What the current sync will write for one study."""
+
+    __tablename__ = "sync_stage"
+
+    nct_id: str = Field(primary_key=True, max_length=11)
+    position: int = Field(index=True)  # arrival order: the order events are recorded in
+    content_hash: str = Field(max_length=64)
+    last_update_posted: str | None = None
+    record: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # The study row as JSON; None for a record that could not be read: it is kept as
+    # received, and the study stays as it was.
+    study: str | None = Field(default=None, sa_column=Column(Text))
+    is_new: bool = False
+    first_seen_at: datetime | None = None
+    events: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON rows
+
+
+class HeldRemoval(SQLModel, table=True):
+    """A tracked study missing from the listing whose removal waits for confirmation."""
+
+    __tablename__ = "held_removal"
+
+    nct_id: str = Field(primary_key=True, max_length=11)
+    data_timestamp: str | None = None  # the registry refresh that first missed it
+    sync_run_id: int
+    held_at: datetime
+
+
+LISTING = ListedStudy.__table__  # type: ignore[attr-defined]
+STAGE = StagedStudy.__table__  # type: ignore[attr-defined]
+HELD = HeldRemoval.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the snapshot holds for a study, as the diff needs it."""
+
+    content_hash: str
+    last_update_posted: str | None
+    version_id: int | None
+    removed: bool
+    first_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class Staged:
+    """One study's writes, ready to stage."""
+
+    nct_id: str
+    content_hash: str
+    last_update_posted: str | None
+    record: bytes
+    study: dict[str, Any] | None  # None: unreadable, kept as received
+    is_new: bool
+    first_seen_at: datetime | None
+    events: list[dict[str, Any]]
+
+
+class Staging:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.position = 0
+
+    def clear(self) -> None:
+        """Forget any scratch rows (a sync that died leaves some); call under the sync lock."""
+        with self.db.engine.begin() as conn:
+            _clear(conn)
+
+    # --- while the registry is read: short transactions ----------------------------------
+
+    def add_listing(self, rows: Sequence[tuple[str, str | None]]) -> None:
+        if rows:
+            with self.db.engine.begin() as conn:
+                conn.execute(insert(LISTING), [
+                    {"nct_id": nct_id, "last_update_posted": posted}
+                    for nct_id, posted in rows])
+
+    def stage(self, studies: Iterable[Staged]) -> None:
+        rows = []
+        for s in studies:
+            self.position += 1
+            rows.append({"nct_id": s.nct_id, "position": self.position,
+                         "content_hash": s.content_hash,
+                         "last_update_posted": s.last_update_posted, "record": s.record,
+                         "study": json.dumps(s.study) if s.study is not None else None,
+                         "is_new": s.is_new, "first_seen_at": s.first_seen_at,
+                         "events": json.dumps(s.events, ensure_ascii=False)})
+        if rows:
+            with self.db.engine.begin() as conn:
+                conn.execute(insert(STAGE), rows)
+
+    # --- reading the snapshot beside the scratch rows -------------------------------------
+
+    def known(self, nct_ids: Sequence[str]) -> dict[str, Known]:
+        query = (select(STUDY.c.nct_id, STUDY.c.content_hash, STUDY.c.last_update_posted,
+                        STUDY.c.version_id, STUDY.c.removed_at, STUDY.c.first_seen_at)
+                 .where(STUDY.c.nct_id.in_(list(nct_ids))))
+        with self.db.engine.connect() as conn:
+            return {r[0]: Known(r[1], r[2], r[3], r[4] is not None, r[5])
+                    for r in conn.execute(query)}
+
+    def record(self, version_id: int) -> dict[str, Any]:
+        with self.db.engine.connect() as conn:
+            return decompress(conn.execute(select(VERSION.c.record)
+                                           .where(VERSION.c.id == version_id)).scalar_one())
+
+    def has_version(self, nct_id: str, content_hash: str) -> bool:
+        query = select(VERSION.c.id).where(VERSION.c.nct_id == nct_id,
+                                           VERSION.c.content_hash == content_hash).limit(1)
+        with self.db.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def listed_count(self) -> int:
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(LISTING)).scalar_one())
+
+    def stale_listed(self) -> list[str]:
+        """Listed IDs the snapshot lacks, holds as removed, or holds at another update date,
+        and that this sync has not fetched yet."""
+        query = (
+            select(LISTING.c.nct_id)
+            .select_from(LISTING.outerjoin(STUDY, STUDY.c.nct_id == LISTING.c.nct_id))
+            .where((STUDY.c.nct_id.is_(None)) | (STUDY.c.removed_at.is_not(None))
+                   | (STUDY.c.last_update_posted.is_distinct_from(LISTING.c.last_update_posted)))
+            .where(LISTING.c.nct_id.not_in(select(STAGE.c.nct_id)))
+            .order_by(LISTING.c.nct_id)
+        )
+        with self.db.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def unlisted_active(self) -> list[str]:
+        """Tracked studies missing from this sync's listing: candidates for removal."""
+        query = (select(STUDY.c.nct_id)
+                 .where(STUDY.c.removed_at.is_(None),
+                        STUDY.c.nct_id.not_in(select(LISTING.c.nct_id)))
+                 .order_by(STUDY.c.nct_id))
+        with self.db.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def tracked_count(self) -> int:
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(STUDY)
+                                    .where(STUDY.c.removed_at.is_(None))).scalar_one())
+
+    def held(self) -> dict[str, str | None]:
+        """Held removals: study -> the registry refresh that first missed it."""
+        with self.db.engine.connect() as conn:
+            return dict(conn.execute(select(HELD.c.nct_id, HELD.c.data_timestamp)).all())
+
+    # --- the end: one short transaction --------------------------------------------------
+
+    def apply(self, tx: Transaction, run_id: int, now: datetime) -> None:
+        """Move the staged writes into the snapshot, in arrival order, inside `tx`."""
+        conn = tx.conn
+        last = 0
+        while True:
+            rows = conn.execute(select(STAGE).where(STAGE.c.position > last)
+                                .order_by(STAGE.c.position).limit(BATCH)).mappings().all()
+            if not rows:
+                return
+            last = rows[-1]["position"]
+            version_ids = tx.add_versions([
+                {"nct_id": r["nct_id"], "content_hash": r["content_hash"],
+                 "last_update_posted": r["last_update_posted"], "sync_run_id": run_id,
+                 "fetched_at": now, "record": r["record"]} for r in rows])
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            events: list[dict[str, Any]] = []
+            for row, version_id in zip(rows, version_ids, strict=True):
+                if row["study"] is None:
+                    continue  # unreadable: kept as received, the study stays as it was
+                study = {**json.loads(row["study"]), "version_id": version_id,
+                         "removed_at": None, "last_changed_at": now}
+                if row["is_new"]:
+                    inserts.append({**study, "first_seen_at": row["first_seen_at"] or now})
+                else:
+                    updates.append(study)
+                events.extend({**event, "version_id": version_id, "detected_at": now,
+                               "sync_run_id": run_id} for event in json.loads(row["events"]))
+            tx.insert_studies(inserts)
+            tx.update_studies(updates)
+            tx.add_events(events)
+
+    def hold(self, tx: Transaction, nct_ids: Sequence[str], data_timestamp: str | None,
+             run_id: int, now: datetime) -> None:
+        """Hold these removals back; one already held keeps the refresh that first missed it."""
+        already = set(self.held())
+        fresh = [n for n in nct_ids if n not in already]
+        if fresh:
+            tx.conn.execute(insert(HELD), [{"nct_id": n, "data_timestamp": data_timestamp,
+                                            "sync_run_id": run_id, "held_at": now}
+                                           for n in fresh])
+
+    def release(self, tx: Transaction, nct_ids: Iterable[str]) -> None:
+        ids = list(nct_ids)
+        for start in range(0, len(ids), BATCH):
+            tx.conn.execute(delete(HELD).where(HELD.c.nct_id.in_(ids[start:start + BATCH])))
+
+    def finish(self, tx: Transaction) -> None:
+        _clear(tx.conn)
+
+
+def _clear(conn: Connection) -> None:
+    conn.execute(delete(LISTING))
+    conn.execute(delete(STAGE))
+
