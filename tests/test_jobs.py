@@ -4,7 +4,9 @@ once per run of failures (and once more on recovery), never more."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +18,9 @@ from tests.conftest import updated
 from tests.fakeapi import Registry
 from tests.smtp import Mailbox, smtp_server
 from tracker import jobs as J
-from tracker import outbox, runs, subscribers
+from tracker import outbox, runs, subscribers, tokens
 from tracker.config import Settings
+from tracker.database import Database
 from tracker.errors import ConfigError
 from tracker.jobs import Context
 from tracker.lock import Lock, hold
@@ -25,6 +28,7 @@ from tracker.store import Store
 from tracker.subscribers import Preferences
 from tracker.tags import Tagger, load_vocabulary
 from tracker.times import utcnow
+from tracker.web import App
 
 TAGGER = Tagger(load_vocabulary())
 ADMIN = "ops@example.org"
@@ -263,3 +267,54 @@ def test_a_stop_request_interrupts_the_sync_and_saves_nothing(
     assert run is not None and run.status == "interrupted"
     assert runs.failures_before(store.db) == []  # a stop is not a failure: no alert, no warning
     assert store.changes() == []
+
+
+def test_a_sync_waiting_on_the_registry_holds_up_no_one(
+        job_settings: Settings, store: Store, registry: Registry, tmp_path: Path) -> None:
+    """A sync stalled on a slow registry: subscribing, sending digests and a one-click
+    unsubscribe each finish in under a second, and the sync then completes."""
+    J.sync(context(job_settings, store))
+    pat, _ = subscribers.subscribe(store.db, "pat@example.org",
+                                   Preferences(changes="all", cadence="daily"), confirmed=True,
+                                   now=utcnow())
+    registry.put(updated(registry.studies["NCT07725679"]))
+    refresh(registry, "2026-11-21T09:00:05")
+    registry.fail(match=lambda path, params: "filter.advanced" in params, status=200, delay=4,
+                  passthrough=True)  # the updated studies take four seconds to come
+    syncing = context(job_settings, store)
+    outcome: list[J.Synced] = []
+    thread = threading.Thread(target=lambda: outcome.append(J.sync(syncing)))
+    thread.start()
+    while not registry.requests("/studies") or \
+            "filter.advanced" not in registry.requests("/studies")[-1]:
+        time.sleep(0.02)
+    time.sleep(0.2)  # the listing is staged; the sync now waits on the registry
+
+    other = Database.open(job_settings.database_url)  # another process, as far as locks go
+    try:
+        ctx = Context(job_settings, other)
+        ctx.tagger = TAGGER
+        took = {}
+        started = time.monotonic()
+        J.subscribe(ctx, "sam@example.org", Preferences())
+        took["subscribe"] = time.monotonic() - started
+        started = time.monotonic()
+        J.digests(ctx)
+        took["digest"] = time.monotonic() - started
+        token = tokens.make(SECRET, tokens.Purpose.UNSUBSCRIBE, pat.id or 0, pat.email)
+        body = b"List-Unsubscribe=One-Click"
+        environ = {"PATH_INFO": "/unsubscribe", "REQUEST_METHOD": "POST",
+                   "QUERY_STRING": f"token={token}", "CONTENT_LENGTH": str(len(body)),
+                   "wsgi.input": io.BytesIO(body)}
+        answers: list[str] = []
+        started = time.monotonic()
+        App(ctx)(environ, lambda status, headers: answers.append(status))
+        took["unsubscribe"] = time.monotonic() - started
+    finally:
+        other.close()
+    thread.join(timeout=30)
+
+    assert answers == ["200 OK"]
+    assert all(seconds < 1 for seconds in took.values()), took
+    assert outcome and outcome[0].status == "ok", outcome
+    assert subscribers.find(store.db, "pat@example.org").unsubscribed_at is not None

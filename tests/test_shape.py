@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.conftest import all_studies, load_study, updated
 from tracker.diff import diff, new_study
@@ -29,6 +31,9 @@ from tracker.tags import Tagger, columns, load_vocabulary, results_overdue
 Study = dict[str, Any]
 
 DATA = Path(__file__).parent / "data"
+# Hypothesis keeps a cache in ./.hypothesis, filled by its pytest plugin while collecting, so
+# it is sent to the temporary folder here, on import: the checkout stays as it was.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "tracker-hypothesis")
 BASE = "NCT00874328"  # 3 interventions, 2 conditions, 1 site with a geoPoint, MeSH terms
 DELETED = object()
 TAGGER = Tagger(load_vocabulary())
@@ -93,6 +98,8 @@ STATUS = "protocolSection.statusModule"
                                              "2026, 2026-11 or 2026-11-05"),
     (STATUS + ".startDateStruct.date", "April 2009", "startDateStruct.date is not a date "
                                                      "such as 2026, 2026-11 or 2026-11-05"),
+    (STATUS + ".startDateStruct.date", "2009-13", "startDateStruct.date is not a date such "
+                                                  "as 2026, 2026-11 or 2026-11-05"),
     (STATUS + ".completionDateStruct.type", ["ACTUAL"], "completionDateStruct.type is not "
                                                         "text"),
     ("protocolSection.identificationModule.nctId", DELETED, "nctId is missing"),
@@ -111,6 +118,10 @@ STATUS = "protocolSection.statusModule"
     ("protocolSection.designModule.enrollmentInfo", 74, "enrollmentInfo is not an object"),
     ("protocolSection.eligibilityModule.minimumAge", "18", 'minimumAge is not an age such as '
                                                            '"18 Years"'),
+    # Regular expressions ignoring case take the Turkish capital İ for an i: the age reader
+    # would then look up the unit "mi̇nute" and fail.
+    ("protocolSection.eligibilityModule.maximumAge", "1 M\u0130NUTE",
+     'maximumAge is not an age such as "18 Years"'),
     ("protocolSection.eligibilityModule.stdAges", "ADULT", "stdAges is not a list"),
     ("protocolSection.eligibilityModule.healthyVolunteers", "No",
      "healthyVolunteers is not true or false"),
@@ -227,6 +238,7 @@ def test_a_clean_record_comes_back_itself(name: str, record: Any) -> None:
 
 # --- the readers take whatever problems() accepts -------------------------------------------
 
+
 def _keys(value: Any) -> Iterator[str]:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -274,7 +286,7 @@ def changed_records(draw: st.DrawFn) -> tuple[Study, Study]:
         return original, changed
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(changed_records())
 def test_the_readers_take_every_record_problems_accepts(pair: tuple[Study, Study]) -> None:
     original, changed = pair
@@ -291,7 +303,41 @@ def test_the_readers_take_every_record_problems_accepts(pair: tuple[Study, Study
             explain(change, old, new)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(JSON)
 def test_problems_never_raises_on_any_json(value: Any) -> None:
     assert all(isinstance(phrase, str) for phrase in problems(value))
+
+
+# Shapes the schema allows, so `problems` accepts them, but a reader still fails on: each is a
+# reader bug, specified here until it is fixed (strict: a fix makes these pass and fail loudly).
+
+@pytest.mark.xfail(raises=KeyError, strict=True,
+                   reason="tags.py Tagger._subtypes reads mesh['term'] whenever the id is known")
+def test_a_condition_mesh_without_its_term_is_tagged() -> None:
+    study = edited(load_study("NCT04078230"),  # conditions and MeSH say dermatomyositis
+                   "derivedSection.conditionBrowseModule.meshes.0.term", DELETED)
+    assert problems(study) == []  # openapi-v2.yaml: a Mesh requires neither id nor term
+
+    assert "dermatomyositis" in TAGGER.tag(study).subtypes
+
+
+@pytest.mark.xfail(raises=KeyError, strict=True,
+                   reason="tags.py _Matcher.find: re.IGNORECASE matches U+0131 and U+017F "
+                          "as i and s, but lower() keeps them: the words are no known term")
+@pytest.mark.parametrize("condition", ["Dermatomyos\u0131t\u0131s", "Dermatomyo\u017fitis"])
+def test_a_condition_with_a_dotless_i_or_a_long_s_is_tagged(condition: str) -> None:
+    study = edited(load_study(BASE), "protocolSection.conditionsModule.conditions",
+                   [condition])
+    assert problems(study) == []
+
+    TAGGER.tag(study)
+
+
+@pytest.mark.xfail(raises=ValueError, strict=True,
+                   reason="tags.py results_overdue adds a year past 9999")
+def test_results_are_not_overdue_for_a_completion_in_the_year_9999() -> None:
+    study = edited(load_study(BASE), STATUS + ".primaryCompletionDateStruct.date", "9999-12-31")
+    assert problems(study) == []
+
+    assert not results_overdue("COMPLETED", False, "9999-12-31", None, date(2026, 12, 1))

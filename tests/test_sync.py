@@ -17,6 +17,7 @@ from tracker.errors import ApiError, IncompleteSync, LockBusy, MalformedResponse
 from tracker.lock import Lock, hold
 from tracker.store import EVENT, STUDY, VERSION, Store
 from tracker.sync import sync
+from tracker.views import sync_summary
 
 NEXT_DAY = "2026-11-21T09:00:05"
 
@@ -319,3 +320,125 @@ def test_changes_come_newest_sync_first_and_in_diff_order_within_a_sync(
         ("NCT07725679", "Status: Not yet recruiting -> Recruiting"),
         ("NCT07725679", "New site: Lyon, France (Hôpital Édouard Herriot)"),
     ]
+
+
+# --- removals: on the registry's word, and never en masse on one sync's say ------------------
+
+EMPTY = b'{"totalCount":0,"studies":[]}'
+
+
+def listing(path: str, params: dict[str, str]) -> bool:
+    """The cheap ID listing of an incremental sync."""
+    return path.endswith("/studies") and params.get("fields") == "NCTId|LastUpdatePostDate" \
+        and "filter.ids" not in params
+
+
+def test_an_empty_first_listing_page_removes_nothing(settings: Settings, store: Store,
+                                                     client: CtGovClient,
+                                                     registry: Registry) -> None:
+    sync(settings, store, client)
+    refresh(registry)
+    before = snapshot(store)
+    registry.fail(match=listing, status=200, body=EMPTY, times=1)
+
+    with pytest.raises(IncompleteSync, match=r"listing left out 7 tracked trial\(s\) that its "
+                                             r"search still finds"):
+        sync(settings, store, client)
+
+    assert snapshot(store) == before
+    assert store.counts().removed == 0
+    assert sync(settings, store, client).removed == 0  # the next sync recovers exactly
+    assert store.changes() == []
+
+
+def test_a_registry_that_answers_every_search_empty_has_its_removals_held(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    refresh(registry)
+    registry.fail(match=lambda path, params: path.endswith("/studies"), status=200,
+                  body=EMPTY, times=10_000)
+
+    held = sync(settings, store, client)
+
+    assert (held.held, held.removed, held.events) == (7, 0, 0)
+    assert store.counts().tracked == 7 and store.changes() == []
+    assert runs.last_sync(store.db).held == 7  # type: ignore[union-attr]
+    registry.faults.clear()
+    refresh(registry, "2026-11-22T09:00:05")
+    healed = sync(settings, store, client)  # listed again: nothing happened, nothing said
+    assert (healed.held, healed.removed) == (0, 0)
+    assert store.changes() == [] and store.counts().tracked == 7
+
+
+def test_a_study_gone_from_the_registry_is_removed_on_its_word(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    registry.drop("NCT00987428")
+    registry.unmatch("NCT02803307")
+    refresh(registry)
+
+    result = sync(settings, store, client)
+
+    assert (result.removed, result.held) == (2, 0)
+    plain = {e.nct_id: e.summary for e in store.changes(kinds=["removed"])}
+    assert plain == {
+        "NCT00987428": "Removed: no longer on ClinicalTrials.gov",
+        "NCT02803307": "Removed: no longer matches the tracked query on ClinicalTrials.gov"}
+    asked = [p for p in registry.requests("/studies") if "filter.ids" in p]
+    assert any("query.cond" in p for p in asked) and any("query.cond" not in p for p in asked)
+
+
+def test_a_mass_removal_waits_for_a_later_refresh_to_confirm_it(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    leaving = ["NCT00874328", "NCT00987428", "NCT02210780", "NCT02248896"]
+    for nct_id in leaving:
+        registry.unmatch(nct_id)
+    refresh(registry)
+
+    first = sync(settings, store, client)
+    refresh(registry, "2026-11-22T09:00:05")
+    second = sync(settings, store, client)
+
+    assert (first.held, first.removed) == (4, 0)
+    assert (second.held, second.removed) == (0, 4)
+    assert sorted(e.nct_id for e in store.changes(kinds=["removed"])) == leaving
+    assert store.counts().tracked == 3
+
+
+# --- records that cannot be read ------------------------------------------------------------
+
+def test_a_record_that_cannot_be_read_is_kept_reported_and_skipped(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    broken = updated(registry.studies["NCT04078230"])
+    broken["protocolSection"]["contactsLocationsModule"]["locations"] = {"city": "Lyon"}
+    registry.put(broken)
+    set_status(registry, "NCT07725679", "RECRUITING")
+    refresh(registry)
+
+    result = sync(settings, store, client)
+
+    assert result.unreadable == [["NCT04078230", "locations is not a list"]]
+    assert "1 record could not be read: NCT04078230, locations is not a list." \
+        in sync_summary(result)
+    assert [(e.nct_id, e.kind) for e in store.changes()] == [("NCT07725679", "status")]
+    assert store.version_count("NCT04078230") == 2  # kept as received
+    assert store.study("NCT04078230").overall_status == "RECRUITING"  # as before
+    refresh(registry, "2026-11-22T09:00:05")
+    again = sync(settings, store, client)
+    assert again.unreadable == [["NCT04078230", "locations is not a list"]]
+    assert store.version_count("NCT04078230") == 2  # not stored twice
+
+
+def test_control_characters_from_the_registry_never_reach_the_database(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    noisy = updated(registry.studies["NCT04078230"])
+    noisy["protocolSection"]["identificationModule"]["briefTitle"] = "Tofa\x00citinib\x07 in DM"
+    registry.put(noisy)
+    refresh(registry)
+
+    sync(settings, store, client)
+
+    assert store.study("NCT04078230").brief_title == "Tofacitinib in DM"

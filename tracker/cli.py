@@ -20,7 +20,7 @@ from tracker.cli_app import EXIT_PIPE, App, Failure, cli, study_filters
 from tracker.config import folder_problem
 from tracker.database import Database
 from tracker.diff import KINDS
-from tracker.errors import BadInput, NotFound, TrackerError
+from tracker.errors import BadInput, NotFound, WriteError
 from tracker.times import as_utc, utcnow
 
 
@@ -226,7 +226,7 @@ def export_command(app: App, fmt: str, output: str | None, include_removed: bool
         except OSError as error:  # e.g. the disk filled up: no half-written file is left
             with contextlib.suppress(OSError):
                 os.remove(tmp)
-            raise TrackerError(f"Cannot write {output}: {error.strerror or error}.") from error
+            raise WriteError(f"Cannot write {output}: {error.strerror or error}.") from error
         click.echo(f"Exported {count} studies to {output}.", err=True)
     else:
         views.write_export(rows, fmt, sys.stdout)

@@ -34,6 +34,7 @@ from tracker.errors import (
     Stopped,
 )
 from tracker.record import Record
+from tracker.shape import clean
 
 USER_AGENT = f"tracker/{__version__} (myositis clinical-trials tracker; python-httpx)"
 NCT_ID = re.compile(r"^NCT\d{8}$")
@@ -146,7 +147,10 @@ class CtGovClient:
                 f"Page {number} from ClinicalTrials.gov has no 'studies' list; "
                 "nothing was changed."
             )
-        for study in body["studies"]:
+        # Registry text is cleaned once, here, where records arrive: no NUL or control
+        # character reaches the database, an export or a page.
+        studies = [clean(study) for study in body["studies"]]
+        for study in studies:
             nct_id_of(study, page=number)
         total = body.get("totalCount")
         token = body.get("nextPageToken")
@@ -154,7 +158,7 @@ class CtGovClient:
             raise MalformedResponse(f"Page {number} has a non-numeric totalCount: {total!r}.")
         if token is not None and not isinstance(token, str):
             raise MalformedResponse(f"Page {number} has an invalid nextPageToken.")
-        return Page(number, body["studies"], total, token or None)
+        return Page(number, studies, total, token or None)
 
     def _get_json(self, path: str, params: dict[str, str], what: str) -> Any:
         url = self.settings.base_url + path

@@ -10,6 +10,7 @@ SQLite runs in WAL mode with a busy timeout, so readers never block a writer and
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,11 @@ from sqlalchemy import exc as sa_exc
 
 from tracker import migrate
 from tracker.config import redact_url
-from tracker.errors import ConfigError, NoSnapshot
+from tracker.errors import ConfigError, DatabaseBusy, NoSnapshot
+
+# How long a write waits for another process's write before giving up. A sync writes in short
+# transactions (tracker.staging), so only a crashed or very slow writer exhausts it.
+BUSY_SECONDS = 10
 
 
 class Database:
@@ -108,8 +113,9 @@ def sqlite_path(url: str) -> Path | None:
 
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": BUSY_SECONDS})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", _busy(url))
         return engine
     try:
         return create_engine(url, pool_pre_ping=True)
@@ -121,9 +127,24 @@ def _engine(url: str) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _busy(url: str) -> Any:
+    """A write that waited BUSY_SECONDS for another process becomes one clear line."""
+    path = sqlite_path(url)
+
+    def handle(context: Any) -> None:
+        original = context.original_exception
+        if isinstance(original, sqlite3.OperationalError) and "locked" in str(original):
+            raise DatabaseBusy(
+                f"The database at {path} stayed busy for {BUSY_SECONDS} seconds (another "
+                "tracker process is writing to it); nothing was changed. Try again in a "
+                "moment.") from original
+
+    return handle
 
 
 def first_line(error: BaseException) -> str:

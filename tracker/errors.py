@@ -9,9 +9,11 @@
     │   ├── BadWeek              not an ISO week
     │   └── UnknownCountry       not a country name, with suggestions
     ├── LockBusy                 another process holds the lock (exit 3)
+    ├── DatabaseBusy             another process kept the database busy too long (exit 3)
     ├── NotFound                 a study, subscriber or message that does not exist (exit 4)
     ├── Stopped                  asked to stop (SIGTERM, Ctrl-C); the job gave up cleanly
     ├── WindowMoved              another digest run served this subscriber first
+    ├── WriteError               a file could not be written (disk full, folder gone)
     ├── FetchError               talking to ClinicalTrials.gov failed
     │   ├── ApiError             the API refused the request (a 4xx other than 429)
     │   ├── RetriesExhausted     network faults, 429 or 5xx outlasted every retry
@@ -93,6 +95,12 @@ class LockBusy(TrackerError):
         super().__init__(message)
 
 
+class DatabaseBusy(TrackerError):
+    """A write waited BUSY_SECONDS for another process's write and gave up."""
+
+    exit_code = 3
+
+
 class NotFound(TrackerError):
     exit_code = 4
 
@@ -103,6 +111,10 @@ class Stopped(TrackerError):
 
 class WindowMoved(TrackerError):
     """Another digest run advanced this subscriber's window first; nothing was queued."""
+
+
+class WriteError(TrackerError):
+    """A report, export or digest file could not be written; the message names it."""
 
 
 class FetchError(TrackerError):

@@ -20,7 +20,7 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from tracker import charts, templating
-from tracker.errors import BadWeek, TrackerError
+from tracker.errors import BadWeek, WriteError
 from tracker.feeds import atom_feed, events_for_subtype
 from tracker.matching import STOPPED
 from tracker.models import ChangeEvent, ChangeKind, Study
@@ -289,7 +289,7 @@ def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise TrackerError(f"Cannot create the report folder {folder}: "
+        raise WriteError(f"Cannot create the report folder {folder}: "
                            f"{error.strerror or error}.") from error
 
 
@@ -303,5 +303,5 @@ def _write(path: Path, text: str) -> Path:
     except OSError as error:
         with contextlib.suppress(OSError):
             part.unlink()
-        raise TrackerError(f"Cannot write {path}: {error.strerror or error}.") from error
+        raise WriteError(f"Cannot write {path}: {error.strerror or error}.") from error
     return path

@@ -50,7 +50,8 @@ FLAG = Kind("true or false", lambda v: isinstance(v, bool))
 OBJECT = Kind("an object", lambda v: isinstance(v, dict))
 NCT_NUMBER = Kind("an NCT number such as NCT01234567", _matching(r"NCT[0-9]{8}"))
 # The schema's formats, checked where a reader parses the text (dates are spoken, ages counted).
-DATE = Kind("a date such as 2026, 2026-11 or 2026-11-05", _matching(r"[0-9]{4}(-[0-9]{2}){0,2}"))
+DATE = Kind("a date such as 2026, 2026-11 or 2026-11-05",
+            _matching(r"[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?"))
 AGE = Kind('an age such as "18 Years"', _matching(r"[0-9]+ (Year|Month|Week|Day|Hour|Minute)s?"))
 
 TEXTS: Shape = [TEXT]
