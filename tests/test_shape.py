@@ -309,11 +309,8 @@ def test_problems_never_raises_on_any_json(value: Any) -> None:
     assert all(isinstance(phrase, str) for phrase in problems(value))
 
 
-# Shapes the schema allows, so `problems` accepts them, but a reader still fails on: each is a
-# reader bug, specified here until it is fixed (strict: a fix makes these pass and fail loudly).
+# Shapes the schema allows, so `problems` accepts them: the readers must take them too.
 
-@pytest.mark.xfail(raises=KeyError, strict=True,
-                   reason="tags.py Tagger._subtypes reads mesh['term'] whenever the id is known")
 def test_a_condition_mesh_without_its_term_is_tagged() -> None:
     study = edited(load_study("NCT04078230"),  # conditions and MeSH say dermatomyositis
                    "derivedSection.conditionBrowseModule.meshes.0.term", DELETED)
@@ -322,9 +319,6 @@ def test_a_condition_mesh_without_its_term_is_tagged() -> None:
     assert "dermatomyositis" in TAGGER.tag(study).subtypes
 
 
-@pytest.mark.xfail(raises=KeyError, strict=True,
-                   reason="tags.py _Matcher.find: re.IGNORECASE matches U+0131 and U+017F "
-                          "as i and s, but lower() keeps them: the words are no known term")
 @pytest.mark.parametrize("condition", ["Dermatomyos\u0131t\u0131s", "Dermatomyo\u017fitis"])
 def test_a_condition_with_a_dotless_i_or_a_long_s_is_tagged(condition: str) -> None:
     study = edited(load_study(BASE), "protocolSection.conditionsModule.conditions",
@@ -334,8 +328,6 @@ def test_a_condition_with_a_dotless_i_or_a_long_s_is_tagged(condition: str) -> N
     TAGGER.tag(study)
 
 
-@pytest.mark.xfail(raises=ValueError, strict=True,
-                   reason="tags.py results_overdue adds a year past 9999")
 def test_results_are_not_overdue_for_a_completion_in_the_year_9999() -> None:
     study = edited(load_study(BASE), STATUS + ".primaryCompletionDateStruct.date", "9999-12-31")
     assert problems(study) == []

@@ -206,7 +206,10 @@ class _Matcher:
             for m in self.terms.finditer(clean):
                 if not _negated(clean, m.start(), m.end()):
                     term = normalise(m.group(0))
-                    yield self.by_term[term], term, False
+                    # IGNORECASE also matches letters that lower() keeps apart (a dotless
+                    # i, a long s): such a match names no term of ours.
+                    if term in self.by_term:
+                        yield self.by_term[term], term, False
         if self.abbreviations:
             for m in self.abbreviations.finditer(text):
                 if not _negated(text.lower(), m.start(), m.end()):
@@ -264,7 +267,8 @@ class Tagger:
         for mesh in get(study, "derivedSection.conditionBrowseModule.meshes", []) or []:
             tag = self.mesh.get(mesh.get("id"))
             if tag and (not named - {"iim"} or tag in named):
-                found.setdefault(tag, []).append(Evidence("MeSH", f"{mesh['id']} {mesh['term']}"))
+                words = f"{mesh['id']} {mesh.get('term') or ''}".strip()
+                found.setdefault(tag, []).append(Evidence("MeSH", words))
         ancestors = get(study, "derivedSection.conditionBrowseModule.ancestors", []) or []
         context = (bool(found) or any(a.get("id") == MYOSITIS_MESH for a in ancestors)
                    or any(MYOSITIS_WORDS.search(text) for _, text in sources))
@@ -394,6 +398,8 @@ def results_overdue(status: str | None, has_results: bool, primary_completion: s
     end = _period_end(when)
     if end is None:
         return False
+    if end.year >= date.max.year:
+        return False  # a year no one will reach; date() cannot count past it
     try:
         deadline = end.replace(year=end.year + 1)
     except ValueError:  # 29 February
