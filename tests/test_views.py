@@ -87,3 +87,8 @@ def test_status_reads_in_the_operators_time_zone() -> None:
            "0 removed, 4 requests)" in lines
     assert "Subscribers:           2 confirmed, 1 awaiting confirmation" in lines
     assert "  sync     0 */6 * * *      next 2026-11-21 13:00 CET; never run" in lines
+
+
+def test_one_change_event_is_one_event() -> None:
+    assert "; 1 change event; " in sync_summary(result(listed=5, changed=1, unchanged=4,
+                                                      events=1))

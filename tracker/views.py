@@ -189,7 +189,7 @@ def sync_summary(r: SyncResult) -> str:
         reformatted = f", {r.reformatted} reformatted by the registry" if r.reformatted else ""
         line = (f"Synced {r.listed} studies ({how}): {r.new} new, {r.changed} changed"
                 f"{reformatted}, {r.removed} removed, {r.unchanged} unchanged; {r.events} "
-                f"change events; {took}; {stamp}.")
+                f"change event{'s' if r.events != 1 else ''}; {took}; {stamp}.")
     return " ".join([line, *sync_notices(r.held, r.unreadable)])
 
 

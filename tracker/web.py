@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from tracker import jobs
-from tracker.errors import BadToken, TrackerError
+from tracker.errors import BadToken, DatabaseBusy, TrackerError
 from tracker.jobs import Context
 from tracker.tokens import Purpose
 
@@ -54,6 +54,10 @@ class App:
         except BadToken as error:
             return _send(start, "400 Bad Request", "This link does not work",
                          f"<p>{html.escape(str(error))}</p>")
+        except DatabaseBusy:
+            return _send(start, "503 Service Unavailable", "Busy for a moment",
+                         "<p>The tracker is busy saving news from the registry. Nothing was "
+                         "changed; please try again in a minute.</p>")
         except TrackerError as error:
             return _send(start, "500 Internal Server Error", "Something went wrong",
                          f"<p>{html.escape(str(error))}</p>")
