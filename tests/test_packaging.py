@@ -18,7 +18,9 @@ from tracker.config import Settings
 from tracker.digest import Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = sorted(p.name for p in (ROOT / "templates").iterdir() if p.is_file())
+TEMPLATES = sorted(p.relative_to(ROOT / "templates").as_posix()
+                   for p in (ROOT / "templates").rglob("*")
+                   if p.is_file() and p.suffix in (".html", ".txt", ".md"))
 
 
 def test_the_environment_finds_every_template_in_the_templates_folder() -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 import time_machine
 from apscheduler.triggers.cron import CronTrigger
@@ -282,7 +284,8 @@ def test_tracker_run_syncs_sends_and_exits_cleanly_on_sigterm(
                "TRACKER_REQUEST_INTERVAL": "0", "TRACKER_MAX_RETRIES": "0",
                "TRACKER_SECRET_KEY": "k" * 32, "TRACKER_TIMEZONE": "Europe/Paris",
                "TRACKER_SMTP_HOST": "127.0.0.1", "TRACKER_SMTP_PORT": str(mailbox.port),
-               "TRACKER_SMTP_SECURITY": "none", "TRACKER_MAIL_FROM": "tracker@example.org"}
+               "TRACKER_SMTP_SECURITY": "none", "TRACKER_MAIL_FROM": "tracker@example.org",
+               "TRACKER_WEB_PORT": str(web_port := free_port())}
         assert tracker(env, "sync", cwd=tmp_path).returncode == 0
         assert tracker(env, "subscribe", "pat@example.org", "--changes", "all", "--cadence",
                        "daily", "--confirmed", cwd=tmp_path).returncode == 0
@@ -300,6 +303,8 @@ def test_tracker_run_syncs_sends_and_exits_cleanly_on_sigterm(
         try:
             wait_for(lambda: mailbox.accepted)
             wait_for(lambda: (r := runs.last_job(store.db, "report")) and r.status != "running")
+            health = httpx.get(f"http://127.0.0.1:{web_port}/healthz", timeout=5)
+            report_index = httpx.get(f"http://127.0.0.1:{web_port}/reports/", timeout=5)
             second = tracker(env, "run", cwd=tmp_path)
             status = tracker(env, "status", cwd=tmp_path)
         finally:
@@ -314,6 +319,9 @@ def test_tracker_run_syncs_sends_and_exits_cleanly_on_sigterm(
     assert "digests ok in " in log and "1 sent" in log
     assert "report ok in " in log
     assert "Received SIGTERM." in log and log.rstrip().endswith("Stopped cleanly.")
+    assert f"Serving the site on http://127.0.0.1:{web_port}/" in log
+    assert health.status_code == 200  # the site answers while the scheduler runs
+    assert report_index.status_code == 200 and "2026-W" in report_index.text
     [received] = mailbox.accepted
     assert received.rcpt_tos == ("pat@example.org",)
     assert "Now recruiting" in received.message.get_body(("plain",)).get_content()
@@ -345,7 +353,7 @@ def test_ctrl_c_twice_abandons_a_stuck_sync_at_once_and_loses_nothing(
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKER_", "CTGOV_"))}
     env = {**clean, "CTGOV_BASE_URL": fake_api.base_url,
            "TRACKER_DATABASE_URL": f"sqlite:///{database}", "TRACKER_REQUEST_INTERVAL": "0",
-           "TRACKER_STOP_TIMEOUT": "600", "TRACKER_TIMEOUT": "60"}
+           "TRACKER_STOP_TIMEOUT": "600", "TRACKER_TIMEOUT": "60", "TRACKER_WEB": "off"}
     registry.fail(match=lambda path, params: path.endswith("/studies"), delay=30,
                   passthrough=True)  # the registry hangs on the first page
     process = subprocess.Popen([sys.executable, "-m", "tracker", "run"], env=env, cwd=tmp_path,
@@ -370,3 +378,9 @@ def test_ctrl_c_twice_abandons_a_stuck_sync_at_once_and_loses_nothing(
     assert (tracker(env, "sync", cwd=tmp_path).returncode == 0)  # no stale lock left behind
     assert runs.last_sync(store.db, "interrupted") is not None  # the abandoned run, marked as such
     store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

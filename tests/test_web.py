@@ -1,4 +1,5 @@
-"""The confirmation and unsubscribe pages, served for real on 127.0.0.1."""
+"""The site, served for real on 127.0.0.1 by uvicorn: the confirmation and unsubscribe pages,
+security headers, error pages, the written reports, and a server that stops at once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import httpx
 import pytest
@@ -26,16 +26,11 @@ from tracker.store import Store
 from tracker.subscribers import Preferences
 from tracker.times import utcnow
 from tracker.tokens import make
-from tracker.web import App
+from tracker.web import server
 
 pytestmark = pytest.mark.slow  # every test serves the pages for real: a thread or a process
 
 SECRET = "s" * 32
-
-
-class Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
@@ -45,17 +40,24 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Store, int]]:
     subscriber, _ = subscribers.subscribe(store.db, "pat@example.org", Preferences(),
                                           confirmed=False, now=utcnow())
     assert subscriber.id is not None
-    server = make_server("127.0.0.1", 0, App(Context(settings, store.db)), handler_class=Quiet)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    port = free_port()
+    site = server(Context(settings, store.db), "127.0.0.1", port)
+    thread = threading.Thread(target=site.run, daemon=True)
     thread.start()
+    wait_for(lambda: site.started, timeout=10, what="the site to start")
     try:
-        yield f"http://127.0.0.1:{server.server_port}", store, subscriber.id
+        yield f"http://127.0.0.1:{port}", store, subscriber.id
     finally:
-        server.shutdown()
+        site.should_exit = True
         thread.join(timeout=10)
-        server.server_close()
         store.close()
     assert not thread.is_alive()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def stored(store: Store, subscriber_id: int) -> Subscriber:
@@ -127,8 +129,6 @@ def test_tracker_serve_answers_and_keeps_tokens_out_of_its_log(tmp_path: Path) -
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.1)
         httpx.get(f"http://127.0.0.1:{port}/confirm", params={"token": "secret-token-value"})
-        # Stop it once it has finished with the request: wsgiref swallows a Ctrl-C that
-        # lands while a response is still being written.
         wait_for(lambda: "GET /confirm 400" in log_file.read_text(), timeout=10,
                  what="the request to be logged")
     finally:
@@ -144,3 +144,86 @@ def test_tracker_serve_answers_and_keeps_tokens_out_of_its_log(tmp_path: Path) -
     assert answer.status_code == 200 and answer.text == "The tracker is running."
     assert "GET /confirm 400" in log
     assert "secret-token-value" not in log
+
+
+def test_every_page_has_security_headers_and_errors_are_pages(site) -> None:  # type: ignore[no-untyped-def]
+    base, _, _ = site
+
+    missing = httpx.get(f"{base}/nowhere/<script>")
+    wrong_method = httpx.put(f"{base}/confirm")
+    too_big = httpx.post(f"{base}/confirm", content=b"token=" + b"x" * 20_000,
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    assert missing.status_code == 404 and "Not found" in missing.text
+    assert "<script>" not in missing.text
+    assert wrong_method.status_code == 405 and "cannot be used that way" in wrong_method.text
+    assert too_big.status_code == 413
+    for answer in (missing, wrong_method):
+        assert "script-src" not in answer.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert answer.headers["Referrer-Policy"] == "no-referrer"
+        assert "Traceback" not in answer.text
+
+
+def test_the_written_reports_and_feeds_are_served_where_the_feeds_say(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    (reports / "feeds").mkdir(parents=True)
+    (reports / "index.html").write_text("<h1>Weekly reports</h1>")
+    (reports / "feed.atom").write_text('<feed xmlns="http://www.w3.org/2005/Atom"/>')
+    (reports / "feeds" / "ibm.atom").write_text('<feed xmlns="http://www.w3.org/2005/Atom"/>')
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", secret_key=SECRET,
+                        report_dir=reports)
+    store = Store.open(settings.database_url, create=True)
+    port = free_port()
+    site = server(Context(settings, store.db), "127.0.0.1", port)
+    thread = threading.Thread(target=site.run, daemon=True)
+    thread.start()
+    wait_for(lambda: site.started, timeout=10, what="the site to start")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        index = httpx.get(f"{base}/reports/")
+        feed = httpx.get(f"{base}/reports/feed.atom")
+        subtype = httpx.get(f"{base}/reports/feeds/ibm.atom")
+        outside = httpx.get(f"{base}/reports/../t.db")
+    finally:
+        site.should_exit = True
+        thread.join(timeout=10)
+        store.close()
+
+    assert index.status_code == 200 and "Weekly reports" in index.text
+    assert feed.status_code == 200 and subtype.status_code == 200
+    assert outside.status_code == 404
+
+
+def test_ctrl_c_stops_tracker_serve_within_a_second_even_mid_request(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "TRACKER_SECRET_KEY": SECRET,
+           "TRACKER_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}"}
+    server_process = subprocess.Popen([sys.executable, "-m", "tracker", "serve", "--port",
+                                       str(port)], env=env, stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=interruptible)
+    try:
+        wait_for(lambda: _answers(port), timeout=20, what="the site to start")
+        with socket.create_connection(("127.0.0.1", port)) as half:
+            half.sendall(b"POST /confirm HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\ntok")
+            time.sleep(0.2)  # the request is in the server's hands, its body still coming
+            server_process.send_signal(signal.SIGINT)
+            started = time.monotonic()
+            server_process.wait(timeout=10)
+            took = time.monotonic() - started
+    finally:
+        if server_process.poll() is None:
+            server_process.kill()
+            server_process.wait()
+
+    assert server_process.returncode == 0
+    assert took < 2.5, took
+    assert "Traceback" not in (server_process.stderr.read() if server_process.stderr else "")
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -20,7 +20,7 @@ from tracker.cli_app import EXIT_PIPE, App, Failure, cli, study_filters
 from tracker.config import folder_problem
 from tracker.database import Database
 from tracker.diff import KINDS
-from tracker.errors import BadInput, NotFound, WriteError
+from tracker.errors import BadInput, ConfigError, NotFound, WriteError
 from tracker.times import as_utc, utcnow
 
 
@@ -260,31 +260,52 @@ def report_command(app: App, week: str | None, out: Path | None) -> None:
 
 
 @cli.command("run")
+@click.option("--no-web", is_flag=True, help="Do not serve the site (TRACKER_WEB=off does the "
+                                             "same).")
 @click.pass_obj
-def run_command(app: App) -> None:
-    """Run unattended: sync, send digests and write the weekly report on schedule.
+def run_command(app: App, no_web: bool) -> None:
+    """Run unattended: sync, send digests and write the weekly report on schedule, and serve
+    the site (the pages behind e-mail links, the reports and feeds).
 
     Schedules (crontab lines) and their time zone come from TRACKER_SYNC_SCHEDULE,
     TRACKER_DIGEST_SCHEDULE, TRACKER_REPORT_SCHEDULE and TRACKER_TIMEZONE. A job whose time
-    passed while the tracker was not running runs at once. Logs go to stderr. SIGTERM or
-    Ctrl-C stops it after the job in flight (at most TRACKER_STOP_TIMEOUT seconds).
+    passed while the tracker was not running runs at once. The site listens on
+    TRACKER_WEB_HOST:TRACKER_WEB_PORT. Logs go to stderr. SIGTERM or Ctrl-C stops it after
+    the job in flight (at most TRACKER_STOP_TIMEOUT seconds).
 
     \b
     Example:
       TRACKER_TIMEZONE=Europe/Paris tracker run
     """
     import logging
+    import threading
 
-    from tracker import schedule
+    from tracker import schedule, web
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(message)s")
-    for noisy in ("apscheduler", "httpx", "httpcore", "alembic"):
+    for noisy in ("apscheduler", "httpx", "httpcore", "alembic", "uvicorn", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     log = logging.getLogger("tracker")
     ctx = app.context(write=True)
     ctx.warn = log.warning
-    if not schedule.run(ctx, log):
+    site = None
+    if ctx.settings.web and not no_web:
+        try:
+            site = web.server(ctx, ctx.settings.web_host, ctx.settings.web_port)
+        except ConfigError as error:  # the schedule is the main job: it runs regardless
+            log.warning("%s The schedule runs without the site.", error)
+        else:
+            threading.Thread(target=site.run, name="web", daemon=True).start()
+            log.info("Serving the site on http://%s:%s/ (links in e-mails point to %s).",
+                     ctx.settings.web_host, ctx.settings.web_port, ctx.settings.public_url)
+            if not ctx.settings.secret_key:
+                log.warning("TRACKER_SECRET_KEY is not set, so the confirm and unsubscribe "
+                            "links cannot be checked; set it before anyone subscribes.")
+    clean = schedule.run(ctx, log)
+    if site is not None:
+        site.should_exit = True  # it stops within a second; the thread is a daemon
+    if not clean:
         logging.shutdown()
         sys.stderr.flush()
         os._exit(1)  # the abandoned job's thread would otherwise keep the process alive

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from tracker import jobs, outbox, subscribers
-from tracker.cli_app import App, Failure, cli
+from tracker.cli_app import App, cli
 from tracker.config import parse_weekday
 from tracker.errors import BadAddress, PermanentSendError, TransientSendError
 from tracker.matching import describe, digest_day_name
@@ -270,40 +272,36 @@ def outbox_command(app: App, retry_id: int | None, show_all: bool, as_json: bool
 
 
 @cli.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--host", default=None, help="Address to listen on (default TRACKER_WEB_HOST, "
+                                           "127.0.0.1).")
+@click.option("--port", default=None, type=click.IntRange(1, 65535),
+              help="Port (default TRACKER_WEB_PORT, 8000).")
 @click.pass_obj
-def serve_command(app: App, host: str, port: int) -> None:
-    """Serve the confirmation and unsubscribe pages that e-mails link to.
+def serve_command(app: App, host: str | None, port: int | None) -> None:
+    """Serve the site alone: the pages behind the links in e-mails, the weekly reports and
+    their feeds. (`tracker run` serves it too, beside the schedule.)
 
-    Put it behind your web server at TRACKER_PUBLIC_URL. Stop with Ctrl-C.
+    Put it behind your web server at TRACKER_PUBLIC_URL. Ctrl-C or SIGTERM stops it.
 
     \b
     Example:
       tracker serve --port 8000
     """
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-    from tracker.web import App as WebApp
+    from tracker import web
 
     app.settings.require_secret()
     ctx = app.context(write=True)
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            # Request lines carry tokens; log the method and path only.
-            status = args[1] if len(args) > 1 else ""
-            click.echo(f"{self.command} {self.path.split('?')[0]} {status}", err=True)
-
+    host, port = host or ctx.settings.web_host, port or ctx.settings.web_port
+    web.log_to_stderr()
+    server = web.server(ctx, host, port)
+    click.echo(f"Serving the site on http://{host}:{port}/ (links in e-mails point to "
+               f"{ctx.settings.public_url}). Ctrl-C stops.", err=True)
+    # uvicorn stops on SIGINT or SIGTERM, then raises the signal again: a stop asked for is
+    # a clean exit here, not an interruption.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(0))
     try:
-        server = make_server(host, port, WebApp(ctx), handler_class=QuietHandler)
-    except OSError as error:
-        raise Failure(f"Cannot listen on {host}:{port}: {error.strerror}", 1) from error
-    click.echo(f"Serving confirmation and unsubscribe pages on http://{host}:{port}/ "
-               f"(links in e-mails point to {ctx.settings.public_url}). Ctrl-C stops.", err=True)
-    try:
-        server.serve_forever()
+        server.run()
     except KeyboardInterrupt:
-        click.echo("Stopped.", err=True)
+        pass
     finally:
-        server.server_close()
+        click.echo("Stopped.", err=True)

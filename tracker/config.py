@@ -80,6 +80,10 @@ class Settings:
     admin_email: str | None = None
     alert_after: int = 3
     stop_timeout: float = 30.0
+    # The site (`tracker serve`, and `tracker run` unless TRACKER_WEB is off).
+    web: bool = True
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
 
     @property
     def smtp_configured(self) -> bool:
@@ -183,7 +187,21 @@ def _schedule_settings(get: Callable[..., Any]) -> dict[str, Any]:
                            "give a whole number of failed syncs from 1 to 100"),
         "stop_timeout": get("TRACKER_STOP_TIMEOUT", "stop_timeout", _float_between(0, 3600),
                             "give seconds from 0 to 3600"),
+        "web": get("TRACKER_WEB", "web", _switch, "give on or off"),
+        "web_host": get("TRACKER_WEB_HOST", "web_host", _host,
+                        "give the address to listen on, e.g. 127.0.0.1"),
+        "web_port": get("TRACKER_WEB_PORT", "web_port", _int_between(1, 65535),
+                        "give a port number from 1 to 65535"),
     }
+
+
+def _switch(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("on", "yes", "true", "1"):
+        return True
+    if value in ("off", "no", "false", "0"):
+        return False
+    raise ValueError(raw)
 
 
 def _zone(raw: str) -> ZoneInfo:
