@@ -286,7 +286,7 @@ def test_changes_are_grouped_by_trial_each_with_its_plain_sentence_and_tags(
     assert text.count(f"{DM} · ") == 1 and text.count(f"{IMNM} · ") == 1
     assert text.index(f"{DM} · ") < text.index(f"{IMNM} · ")  # in order of first change
     dm = trial_section(text, DM)
-    assert dm.startswith(f"{DM} · Recruiting · dermatomyositis, jak\n")
+    assert dm.startswith(f"{DM} · Recruiting · Dermatomyositis, JAK inhibitors\n")
     assert ("  - A new site is recruiting in Lyon, France\n"
             "    (site_added: New site: Lyon, France (Hôpital Edouard Herriot))\n") in dm
     assert ("  - The site in Beijing, China is now recruiting\n"
@@ -294,8 +294,9 @@ def test_changes_are_grouped_by_trial_each_with_its_plain_sentence_and_tags(
             "recruiting -> Recruiting)\n") in dm
     assert "now: not yet recruiting" not in text
     imnm = trial_section(text, IMNM)
-    assert imnm.startswith(f"{IMNM} · Recruiting · imnm, fcrn\n  - Now recruiting\n")
-    assert f"{DM} &middot; Recruiting &middot; dermatomyositis, jak" in html
+    assert imnm.startswith(f"{IMNM} · Recruiting · Immune-mediated necrotizing myopathy, "
+                           "FcRn blockers\n  - Now recruiting\n")
+    assert f"{DM} &middot; Recruiting &middot; Dermatomyositis, JAK inhibitors" in html
     assert "<strong>A new site is recruiting in Lyon, France</strong>" in html
     assert "<strong>The site in Beijing, China is now recruiting</strong>" in html
     assert "<strong>Now recruiting</strong>" in html

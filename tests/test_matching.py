@@ -25,6 +25,7 @@ from tracker.models import ChangeEvent, Study, Subscriber
 from tracker.store import Store
 from tracker.subscribers import Preferences
 from tracker.sync import sync
+from tracker.tags import load_vocabulary
 from tracker.times import utcnow
 
 IMNM = "NCT07725679"  # IMNM trial, no sites; here registered after the baseline, open at 12+
@@ -253,9 +254,12 @@ def test_describe_says_the_filters_in_a_few_words() -> None:
                      countries=("France",), near=(45.75, 4.85), radius_km=50, children=True,
                      recruiting_only=True, changes="all", cadence="daily")
 
-    assert describe(sub) == ("subtypes ibm, dermatomyositis; treatments jak; in France; within "
+    assert describe(sub) == ("ibm, dermatomyositis; treatments: jak; in France; within "
                              "50 km of 45.75,4.85; open to children; recruiting only; every "
                              "change; daily")
+    words = load_vocabulary().label  # what patients read: labels, never tag codes
+    assert describe(sub, labels=words).startswith(
+        "Inclusion body myositis, Dermatomyositis; treatments: JAK inhibitors; in France")
     assert describe(subscriber()) == ("all myositis trials; changes that matter to patients; "
                                       "weekly")
     assert describe(subscriber(), weekly_day=0).endswith("; weekly (Monday)")  # the site's day

@@ -242,7 +242,8 @@ def test_subscribe_sends_a_confirmation_whose_link_confirms_once(env: dict[str, 
                     "45.75,4.85", "--radius-km", "50", "--cadence", "daily")
 
     assert result.output == (
-        "Created: Pat@example.org (subtypes ibm; within 50 km of 45.75,4.85; changes that "
+        "Created: Pat@example.org (Inclusion body myositis; within 50 km of 45.75,4.85; "
+        "changes that "
         "matter to patients; daily).\n"
         f"A confirmation e-mail was written to {folder}/; nothing else is sent until it is "
         "confirmed.\n")
@@ -274,13 +275,13 @@ def test_subscribing_again_once_confirmed_updates_without_a_second_opt_in(
                     "--country", "uk", "--changes", "all")
 
     assert result.output.startswith("Updated: ")
-    assert result.output.endswith(" (subtypes dermatomyositis; in United Kingdom; every change; "
+    assert result.output.endswith(" (Dermatomyositis; in United Kingdom; every change; "
                                   "weekly (Monday)).\n")
     assert len(confirmation_emails(env)) == 1
     [row] = listed(env)
     assert row["email"] == "pat@example.org"  # one subscription per address, whatever its case
     assert row["confirmed"] is True
-    assert row["summary"] == ("subtypes dermatomyositis; in United Kingdom; every change; "
+    assert row["summary"] == ("Dermatomyositis; in United Kingdom; every change; "
                               "weekly (Monday)")
     assert (row["subtypes"], row["countries"], row["changes"]) == (
         ["dermatomyositis"], ["United Kingdom"], "all")
@@ -307,7 +308,8 @@ def test_the_operator_may_subscribe_someone_already_confirmed(env: dict[str, str
     result = invoke(without_secret, "subscribe", "pat@example.org", "--therapy", "jak",
                     "--confirmed")
 
-    assert result.output == ("Created: pat@example.org (treatments jak; changes that matter to "
+    assert result.output == ("Created: pat@example.org (treatments: JAK inhibitors; "
+                             "changes that matter to "
                              "patients; weekly (Monday)).\n")
     assert confirmation_emails(env) == []
     assert listed(env)[0]["confirmed"] is True
@@ -356,10 +358,10 @@ def test_subscribers_lists_who_gets_what(env: dict[str, str]) -> None:
     lines = invoke(env, "subscribers").output.splitlines()
 
     assert len(lines) == 2
-    assert re.fullmatch(r"dr@example\.org +awaiting confirmation +no digest yet +treatments "
-                        r"jak; every change; daily", lines[0])
-    assert re.fullmatch(r"pat@example\.org +confirmed +no digest yet +subtypes ibm; changes "
-                        r"that matter to patients; weekly \(Monday\)", lines[1])
+    assert re.fullmatch(r"dr@example\.org +awaiting confirmation +no digest yet +treatments: "
+                        r"JAK inhibitors; every change; daily", lines[0])
+    assert re.fullmatch(r"pat@example\.org +confirmed +no digest yet +Inclusion body myositis; "
+                        r"changes that matter to patients; weekly \(Monday\)", lines[1])
     every = invoke(env, "subscribers", "--all").output
     assert re.search(r"^gone@example\.org +ended ", every, re.MULTILINE)
     rows = listed(env)
@@ -369,13 +371,13 @@ def test_subscribers_lists_who_gets_what(env: dict[str, str]) -> None:
         {"email": "dr@example.org", "confirmed": False, "unsubscribed": False,
          "subtypes": [], "therapies": ["jak"], "countries": [], "near": None,
          "children": False, "recruiting_only": False, "changes": "all", "cadence": "daily",
-         "day": None, "summary": "treatments jak; every change; daily",
+         "day": None, "summary": "treatments: JAK inhibitors; every change; daily",
          "last_digest_at": None},
         {"email": "pat@example.org", "confirmed": True, "unsubscribed": False,
          "subtypes": ["ibm"], "therapies": [], "countries": [], "near": None,
          "children": False, "recruiting_only": False, "changes": "patient",
          "cadence": "weekly", "day": "Monday",
-         "summary": "subtypes ibm; changes that matter to patients; weekly (Monday)",
+         "summary": "Inclusion body myositis; changes that matter to patients; weekly (Monday)",
          "last_digest_at": None},
     ]
 

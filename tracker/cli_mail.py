@@ -75,7 +75,7 @@ def subscribe_command(app: App, email: str, subtypes: tuple[str, ...],
                               Cadence(cadence), weekday)
     done = jobs.subscribe(ctx, email, preferences, confirmed=confirmed)
     click.echo(f"{done.outcome.capitalize()}: {done.subscriber.email} "
-               f"({describe(done.subscriber, ctx.settings.weekly_day)}).")
+               f"({describe(done.subscriber, ctx.settings.weekly_day, ctx.vocabulary.label)}).")
     sent = done.confirmation
     if sent is None:
         return
@@ -153,8 +153,9 @@ def subscribers_command(app: App, include_ended: bool, as_json: bool) -> None:
     rows = subscribers.listing(ctx.db, include_ended)
     weekly_day = ctx.settings.weekly_day
     if as_json:
-        click.echo(json.dumps([_subscriber_json(s, weekly_day) for s in rows], indent=2,
-                              ensure_ascii=False))
+        labels = app.tagger.vocabulary.label
+        click.echo(json.dumps([_subscriber_json(s, weekly_day, labels) for s in rows],
+                              indent=2, ensure_ascii=False))
         return
     if not rows:
         click.echo("No subscribers yet; add one with 'tracker subscribe EMAIL'.")
@@ -163,10 +164,11 @@ def subscribers_command(app: App, include_ended: bool, as_json: bool) -> None:
         state = "ended" if s.unsubscribed_at else (
             "confirmed" if s.confirmed_at else "awaiting confirmation")
         last = f"last digest {s.last_digest_at:%Y-%m-%d}" if s.last_digest_at else "no digest yet"
-        click.echo(f"{s.email:<36} {state:<22} {last:<24} {describe(s, weekly_day)}")
+        click.echo(f"{s.email:<36} {state:<22} {last:<24} "
+                   f"{describe(s, weekly_day, app.tagger.vocabulary.label)}")
 
 
-def _subscriber_json(s: Any, weekly_day: int) -> dict[str, Any]:
+def _subscriber_json(s: Any, weekly_day: int, labels: Any) -> dict[str, Any]:
     from tracker.text import split_list
 
     return {
@@ -178,7 +180,7 @@ def _subscriber_json(s: Any, weekly_day: int) -> dict[str, Any]:
         if s.near_lat is not None else None,
         "children": bool(s.children), "recruiting_only": bool(s.recruiting_only),
         "changes": s.changes, "cadence": s.cadence, "day": digest_day_name(s, weekly_day),
-        "summary": describe(s, weekly_day),
+        "summary": describe(s, weekly_day, labels),
         "created_at": s.created_at.isoformat(),
         "last_digest_at": s.last_digest_at.isoformat() if s.last_digest_at else None,
     }

@@ -22,6 +22,7 @@ from tracker.config import Settings
 from tracker.matching import describe, wants
 from tracker.models import ChangeEvent, MessageKind, Study, Subscriber
 from tracker.record import status_label
+from tracker.tags import Vocabulary, load_vocabulary
 from tracker.text import history_url, one_line, shorten, split_list, study_url
 from tracker.times import utc_time
 
@@ -123,9 +124,11 @@ def subject(digest: Digest) -> str:
 class Renderer:
     """Jinja2 templates (see tracker.templating), autoescaped for HTML, plain for text."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, vocabulary: Vocabulary | None = None) -> None:
         self.settings = settings
         self.env = templating.environment(override=settings.templates_dir)
+        # Patients read labels ("Inclusion body myositis"), never tag codes.
+        self.vocabulary = vocabulary or load_vocabulary(settings.vocabulary)
 
     def digest(self, digest: Digest, freshness: Freshness, unsubscribe_url: str | None,
                notices: Sequence[str] = ()) -> tuple[str, str]:
@@ -137,10 +140,11 @@ class Renderer:
             "intro": f"{digest.change_count} change{'s' if digest.change_count != 1 else ''} "
                      f"to {len(digest.trials)} trial{'s' if len(digest.trials) != 1 else ''} "
                      "since the last digest.",
-            "trials": [_trial_context(t) for t in digest.trials],
+            "trials": [_trial_context(t, self.vocabulary) for t in digest.trials],
             "freshness": freshness.sentence(),
             "stale_warning": freshness.warning(),
-            "filters": describe(digest.subscriber, self.settings.weekly_day)
+            "filters": describe(digest.subscriber, self.settings.weekly_day,
+                                self.vocabulary.label)
             if digest.subscriber else None,
             "unsubscribe_url": unsubscribe_url,
             "notices": list(notices),
@@ -150,19 +154,21 @@ class Renderer:
 
     def confirmation(self, subscriber: Subscriber, confirm_url: str) -> tuple[str, str]:
         context = {"cadence": subscriber.cadence,
-                   "filters": describe(subscriber, self.settings.weekly_day),
+                   "filters": describe(subscriber, self.settings.weekly_day,
+                                       self.vocabulary.label),
                    "confirm_url": confirm_url, "days": self.settings.confirm_days}
         return (self.env.get_template("confirm.txt").render(context),
                 self.env.get_template("confirm.html").render(context))
 
 
-def _trial_context(trial: Trial) -> dict[str, object]:
+def _trial_context(trial: Trial, vocabulary: Vocabulary) -> dict[str, object]:
     s = trial.study
     return {
         "title": one_line(s.brief_title),
         "nct_id": s.nct_id,
         "status": status_label(s.overall_status),
-        "tags": ", ".join(split_list(s.subtypes) + split_list(s.therapies)),
+        "tags": ", ".join(vocabulary.label(t)
+                          for t in split_list(s.subtypes) + split_list(s.therapies)),
         "url": study_url(s.nct_id),
         "history_url": history_url(s.nct_id),
         "changes": [{"plain": one_line(e.plain or e.summary), "kind": e.kind,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, tzinfo
 
 from tracker.config import WEEKDAYS
@@ -114,17 +115,20 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
-def describe(subscriber: Subscriber, weekly_day: int | None = None) -> str:
+def describe(subscriber: Subscriber, weekly_day: int | None = None,
+             labels: Callable[[str], str] | None = None) -> str:
     """The subscription's filters and cadence in a few words, for lists and the digest footer.
 
     A weekly subscription names its day, e.g. "weekly (Monday)": its own day, else
-    `weekly_day` (the site's) when given.
+    `weekly_day` (the site's) when given. With `labels` (the vocabulary's), tags read as
+    words ("Inclusion body myositis"), as patients must see them; without, as codes.
     """
+    name = labels or (lambda tag: tag)
     parts = []
     if subscriber.subtypes:
-        parts.append("subtypes " + ", ".join(split_list(subscriber.subtypes)))
+        parts.append(", ".join(name(t) for t in split_list(subscriber.subtypes)))
     if subscriber.therapies:
-        parts.append("treatments " + ", ".join(split_list(subscriber.therapies)))
+        parts.append("treatments: " + ", ".join(name(t) for t in split_list(subscriber.therapies)))
     if subscriber.countries:
         parts.append("in " + ", ".join(split_list(subscriber.countries)))
     if subscriber.near_lat is not None:
