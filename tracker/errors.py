@@ -7,7 +7,8 @@
     │   ├── BadAddress           not an e-mail address
     │   ├── BadToken             a link's token is expired, altered or spent
     │   ├── BadWeek              not an ISO week
-    │   └── UnknownCountry       not a country name, with suggestions
+    │   ├── UnknownCountry       not a country name, with suggestions
+    │   └── UnknownPlace         not a place in the gazetteer, with suggestions
     ├── LockBusy                 another process holds the lock (exit 3)
     ├── DatabaseBusy             another process kept the database busy too long (exit 3)
     ├── NotFound                 a study, subscriber or message that does not exist (exit 4)
@@ -82,6 +83,24 @@ class UnknownCountry(BadInput):
         else:
             hint = "use an English name such as France or United Kingdom."
         super().__init__(f"'{given}' is not a country name we know; {hint}")
+
+
+class UnknownPlace(BadInput):
+    """Words that name no place in the gazetteer, so a search never runs around the wrong
+    city. `suggestions` are place labels ("Lyon, France"), each holding a comma, so they are
+    joined with "or" alone. An empty `given` means nothing was typed."""
+
+    def __init__(self, given: str, suggestions: tuple[str, ...] = ()) -> None:
+        self.given = given
+        self.suggestions = suggestions
+        example = "type a city name such as Lyon or Leeds."
+        if not given:
+            message = f"No place given; {example}"
+        elif suggestions:
+            message = f"'{given}' is not a place we know; did you mean {' or '.join(suggestions)}?"
+        else:
+            message = f"'{given}' is not a place we know; {example}"
+        super().__init__(message)
 
 
 class LockBusy(TrackerError):
