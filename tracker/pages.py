@@ -1,0 +1,268 @@
+"""The site's pages for readers: patients with myositis and their families.
+
+    /                  what the tracker is, how many trials it follows, how fresh the data is
+    /trials            the trials recruiting now, narrowed by a plain GET form (no scripts)
+    /trials/{nct_id}   one trial's facts and its history of changes
+
+Everything shown is in plain words: tag codes become their labels, statuses and ages become
+sentences. Registry text reaches the templates as data and is autoescaped there. The
+endpoints are plain functions, so Starlette runs their database reads in a worker thread.
+A filter that cannot be understood (a country or place we do not know) is reported beside
+its field with what was typed kept, and no search runs until it is fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from tracker import countries, places
+from tracker.errors import UnknownCountry, UnknownPlace
+from tracker.jobs import Context
+from tracker.matching import distance_km
+from tracker.models import Study
+from tracker.notify import freshness
+from tracker.places import Place
+from tracker.record import status_label
+from tracker.report import WEEK, Week
+from tracker.store import StudyFilter
+from tracker.tags import Vocabulary
+from tracker.text import history_url, split_list, study_url
+
+RADII = (50, 100, 250, 500, 1000)  # km, the choices of the "near" search
+DEFAULT_RADIUS = 250
+SITES_IN_LIST = 5  # places shown per trial in the list; its own page shows them all
+NCT_ID = re.compile(r"^NCT\d{8}$")
+SEX_WORDS = {"ALL": "anyone", "FEMALE": "women", "MALE": "men"}
+AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+(\w+?)s?\s*$")
+
+
+@dataclass(frozen=True)
+class SitePlace:
+    """One place a trial recruits in: a city may hold several of its sites."""
+
+    label: str
+    sites: int = 1
+    km: int | None = None  # from the place searched near, when one was given
+
+
+@dataclass
+class Search:
+    """The /trials form as typed, what it resolved to, and what could not be understood."""
+
+    subtype: str = ""
+    therapy: str = ""
+    country: str = ""
+    near: str = ""
+    radius: int = DEFAULT_RADIUS
+    children: bool = False
+    country_name: str | None = None
+    place: Place | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def narrowed(self) -> bool:
+        return bool(self.subtype or self.therapy or self.country_name or self.children)
+
+
+def routes(ctx: Context, env: Environment) -> list[Route]:
+    """The reader's pages of `ctx`, rendered with `env` (the site's templates)."""
+
+    def render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        html = env.get_template(f"site/{name}").render(**values)
+        return HTMLResponse(html, status_code=status)
+
+    def home(request: Request) -> HTMLResponse:
+        counts = ctx.store.counts()
+        fresh = freshness(ctx.store)
+        return render("home.html", title="Myositis trials tracker", tracked=counts.tracked,
+                      recruiting=counts.recruiting,
+                      data_date=data_date(fresh.data_timestamp),
+                      last_success=when(fresh.last_success), warning=fresh.warning(),
+                      report=latest_report(ctx.settings.report_dir))
+
+    def trials(request: Request) -> HTMLResponse:
+        known = ctx.store.countries()
+        search = read_search(dict(request.query_params), ctx.vocabulary, known)
+        cards: list[dict[str, Any]] = []
+        if not search.errors:
+            where = StudyFilter(recruiting=True, children=search.children,
+                                subtypes=(search.subtype,) if search.subtype else (),
+                                therapies=(search.therapy,) if search.therapy else (),
+                                countries=(search.country_name,) if search.country_name
+                                else ())
+            for study in ctx.store.iter_studies(where=where):
+                places_ = site_places(study, search.place)
+                if search.place and not any(p.km is not None and p.km <= search.radius
+                                            for p in places_):
+                    continue
+                cards.append(card(study, ctx.vocabulary, places_))
+            if search.place:
+                cards.sort(key=lambda c: c["places"][0].km)
+        vocabulary = ctx.vocabulary
+        return render("trials.html", title="Trials recruiting now", search=search,
+                      cards=cards, count_line=count_line(len(cards), search),
+                      subtypes=[(k, t.label) for k, t in vocabulary.subtypes.items()],
+                      therapies=[(k, vocabulary.label(k)) for k in vocabulary.therapy_names],
+                      radii=RADII, shown=SITES_IN_LIST)
+
+    def trial(request: Request) -> HTMLResponse:
+        nct_id = str(request.path_params["nct_id"]).upper()
+        study = ctx.store.study(nct_id) if NCT_ID.match(nct_id) else None
+        if study is None or study.removed_at is not None:
+            raise HTTPException(404)
+        history = [{"date": long_date(e.detected_at.date()), "text": e.plain or e.summary}
+                   for e in ctx.store.changes(nct_id=nct_id)]
+        info = card(study, ctx.vocabulary, site_places(study, None))
+        return render("trial.html", title=study.brief_title or nct_id, trial=info,
+                      history=history)
+
+    return [
+        Route("/", home),
+        Route("/trials", trials),
+        Route("/trials/{nct_id}", trial),
+    ]
+
+
+def read_search(query: dict[str, str], vocabulary: Vocabulary, known: list[str]) -> Search:
+    """The form's values; unknown choices are dropped, unknown names become field errors."""
+    search = Search(
+        subtype=query.get("subtype", "") if query.get("subtype") in vocabulary.subtypes else "",
+        therapy=query.get("therapy", "") if query.get("therapy") in vocabulary.therapy_names
+        else "",
+        country=query.get("country", "").strip()[:100],
+        near=query.get("near", "").strip()[:100],
+        children=bool(query.get("children")),
+    )
+    radius = query.get("radius", "")
+    search.radius = int(radius) if radius.isdigit() and int(radius) in RADII else DEFAULT_RADIUS
+    if search.country:
+        try:
+            search.country_name = countries.resolve(search.country, known)
+        except UnknownCountry as error:
+            search.errors["country"] = str(error)
+    if search.near:
+        try:
+            search.place = places.find(search.near)
+        except UnknownPlace as error:
+            search.errors["near"] = str(error)
+    return search
+
+
+def count_line(count: int, search: Search) -> str:
+    """ "12 trials recruiting now", "3 trials recruiting within 250 km of Lyon, France"."""
+    line = f"{count} {'trial' if count == 1 else 'trials'} recruiting"
+    line += f" within {search.radius} km of {search.place.label}" if search.place else " now"
+    if search.narrowed:
+        line += f" {'matches' if count == 1 else 'match'} your choices"
+    return line
+
+
+def card(study: Study, vocabulary: Vocabulary, sites: list[SitePlace]) -> dict[str, Any]:
+    """What a reader sees of one trial, in words."""
+    return {
+        "nct_id": study.nct_id,
+        "title": study.brief_title or study.nct_id,
+        "status": status_label(study.overall_status),
+        "tests": ", ".join(split_list(study.interventions)) or "Not given",
+        "who": who_can_join(study),
+        "subtypes": [vocabulary.label(t) for t in split_list(study.subtypes)],
+        "therapies": [vocabulary.label(t) for t in split_list(study.therapies)],
+        "places": sites,
+        "countries": split_list(study.countries),
+        "url": study_url(study.nct_id),
+        "history_url": history_url(study.nct_id),
+    }
+
+
+def who_can_join(study: Study) -> str:
+    """ "Anyone aged 18 to 80 years. Adults only." """
+    people = SEX_WORDS.get((study.sex or "ALL").upper(), "anyone")
+    low, high = _age(study.minimum_age), _age(study.maximum_age)
+    if low and high:
+        low_n, low_unit = low
+        high_n, high_unit = high
+        ages = f"aged {low_n} to {high_n} {high_unit}" if low_unit == high_unit \
+            else f"aged {low_n} {low_unit} to {high_n} {high_unit}"
+    elif low:
+        ages = f"aged {low[0]} {low[1]} or older"
+    elif high:
+        ages = f"up to {high[0]} {high[1]} old"
+    else:
+        ages = "of any age"
+    children = "Children can take part." if study.children else "Adults only."
+    return f"{people.capitalize()} {ages}. {children}"
+
+
+def _age(text: str | None) -> tuple[str, str] | None:
+    """ "18 Years" -> ("18", "years"); "1 Month" -> ("1", "months"); None if unreadable."""
+    found = AGE.match(text or "")
+    if not found:
+        return None
+    return found.group(1), found.group(2).lower() + "s"
+
+
+def site_places(study: Study, near: Place | None) -> list[SitePlace]:
+    """The study's recruiting places (city, country), one per city. Near a place: each with
+    its distance in whole km, nearest first, places without coordinates last."""
+    sites = json.loads(study.recruiting_sites) if study.recruiting_sites else []
+    found: dict[str, SitePlace] = {}
+    for site in sites:
+        label = ", ".join(site[k] for k in ("city", "country") if site.get(k)) or "Place not given"
+        km = None
+        if near is not None and "lat" in site and "lon" in site:
+            km = round(distance_km(near.lat, near.lon, float(site["lat"]), float(site["lon"])))
+        before = found.get(label)
+        if before is None:
+            found[label] = SitePlace(label, 1, km)
+        else:
+            nearest = min((d for d in (before.km, km) if d is not None), default=None)
+            found[label] = SitePlace(label, before.sites + 1, nearest)
+    out = list(found.values())
+    if near is not None:
+        out.sort(key=lambda p: (p.km is None, p.km or 0, p.label))
+    return out
+
+
+def latest_report(folder: Path) -> dict[str, str]:
+    """The newest weekly report's link and name; the reports' index when none is written."""
+    try:
+        weeks = sorted((p.stem for p in folder.glob("*-W*.html") if WEEK.match(p.stem)),
+                       reverse=True)
+    except OSError:
+        weeks = []
+    if not weeks:
+        return {"url": "/reports/", "label": "The weekly reports"}
+    start = Week.parse(weeks[0]).start.date()
+    return {"url": f"/reports/{weeks[0]}.html",
+            "label": f"The latest weekly report (the week of {long_date(start)})"}
+
+
+def long_date(day: date) -> str:
+    """3 December 2026."""
+    return f"{day.day} {day:%B %Y}"
+
+
+def when(moment: datetime | None) -> str | None:
+    """3 December 2026 at 06:00 (UTC); None when it never happened."""
+    return f"{long_date(moment.date())} at {moment:%H:%M} (UTC)" if moment else None
+
+
+def data_date(stamp: str | None) -> str | None:
+    """The registry's data timestamp as a date in words; as given if it is no ISO time."""
+    if not stamp:
+        return None
+    try:
+        return long_date(datetime.fromisoformat(stamp).date())
+    except ValueError:
+        return stamp
