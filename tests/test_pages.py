@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from tests.conftest import all_studies
 from tests.records import module, sites, status_module
-from tracker import runs
+from tracker import pages, runs
 from tracker.config import Settings
 from tracker.jobs import Context
 from tracker.models import RunStatus
@@ -236,3 +236,23 @@ def test_every_page_has_the_security_headers(site: tuple[TestClient, Store],
 
     for name, value in HEADERS.items():
         assert response.headers[name] == value
+
+
+def test_a_long_list_comes_a_page_at_a_time_keeping_the_search(
+        site: tuple[TestClient, Store], monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _ = site
+    everything = titles(client.get("/trials?radius=250").text)
+    assert len(everything) >= 3
+    monkeypatch.setattr(pages, "PAGE_SIZE", 1)
+
+    first = client.get("/trials?radius=250").text
+    second = client.get("/trials?radius=250&page=2").text
+    beyond = client.get("/trials?radius=250&page=999").text
+
+    assert titles(first) == everything[:1] and titles(second) == everything[1:2]
+    assert titles(beyond) == everything[-1:]  # past the end: the last page
+    assert f"Page 1 of {len(everything)}." in text(first)
+    assert f"{len(everything)} trials recruiting" in text(first)  # the count is of them all
+    assert 'href="/trials?radius=250&amp;page=2" rel="next"' in first
+    assert 'rel="prev"' not in first and 'href="/trials?radius=250&amp;page=1" rel="prev"' \
+        in second

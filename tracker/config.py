@@ -84,6 +84,10 @@ class Settings:
     web: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    # Sign-up on the site: confirmation e-mails to one address a day, sign-ups from one
+    # client (IP address) an hour.
+    confirmations_per_address_per_day: int = 3
+    signups_per_client_per_hour: int = 20
 
     @property
     def smtp_configured(self) -> bool:
@@ -192,6 +196,14 @@ def _schedule_settings(get: Callable[..., Any]) -> dict[str, Any]:
                         "give the address to listen on, e.g. 127.0.0.1"),
         "web_port": get("TRACKER_WEB_PORT", "web_port", _int_between(1, 65535),
                         "give a port number from 1 to 65535"),
+        "confirmations_per_address_per_day": get("TRACKER_CONFIRMATIONS_PER_ADDRESS_PER_DAY",
+                                                 "confirmations_per_address_per_day",
+                                                 _int_between(1, 100),
+                                                 "give a whole number from 1 to 100"),
+        "signups_per_client_per_hour": get("TRACKER_SIGNUPS_PER_CLIENT_PER_HOUR",
+                                           "signups_per_client_per_hour",
+                                           _int_between(1, 10000),
+                                           "give a whole number from 1 to 10000"),
     }
 
 

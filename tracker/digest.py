@@ -131,8 +131,9 @@ class Renderer:
         self.vocabulary = vocabulary or load_vocabulary(settings.vocabulary)
 
     def digest(self, digest: Digest, freshness: Freshness, unsubscribe_url: str | None,
-               notices: Sequence[str] = ()) -> tuple[str, str]:
-        """The text and HTML bodies; `notices` (operator digests only) go under the intro."""
+               notices: Sequence[str] = (), manage_url: str | None = None) -> tuple[str, str]:
+        """The text and HTML bodies; `notices` (operator digests only) go under the intro;
+        `manage_url` opens the subscriber's page for changing what they receive."""
         operator = digest.subscriber is None
         context = {
             "heading": "All changes to tracked myositis trials" if operator
@@ -147,16 +148,19 @@ class Renderer:
                                 self.vocabulary.label)
             if digest.subscriber else None,
             "unsubscribe_url": unsubscribe_url,
+            "manage_url": manage_url,
             "notices": list(notices),
         }
         return (self.env.get_template("digest.txt").render(context),
                 self.env.get_template("digest.html").render(context))
 
-    def confirmation(self, subscriber: Subscriber, confirm_url: str) -> tuple[str, str]:
+    def confirmation(self, subscriber: Subscriber, confirm_url: str,
+                     manage_url: str | None = None) -> tuple[str, str]:
         context = {"cadence": subscriber.cadence,
                    "filters": describe(subscriber, self.settings.weekly_day,
                                        self.vocabulary.label),
-                   "confirm_url": confirm_url, "days": self.settings.confirm_days}
+                   "confirm_url": confirm_url, "days": self.settings.confirm_days,
+                   "manage_url": manage_url}
         return (self.env.get_template("confirm.txt").render(context),
                 self.env.get_template("confirm.html").render(context))
 

@@ -75,9 +75,11 @@ def is_due(subscriber: Subscriber, now: datetime, timezone: tzinfo, weekly_day: 
     since they were last served. A run that missed that day serves them at the next run, and
     the one after waits for the following week. Served means `served_at`, or for rows from
     before it existed `last_digest_at`; never served means due now. An unconfirmed or ended
-    subscription is never due.
+    subscription is never due, nor one paused until a time after `now`.
     """
     if subscriber.confirmed_at is None or subscriber.unsubscribed_at is not None:
+        return False
+    if subscriber.paused_until is not None and as_utc(subscriber.paused_until) > as_utc(now):
         return False
     served = subscriber.served_at or subscriber.last_digest_at
     if served is None:
@@ -132,8 +134,8 @@ def describe(subscriber: Subscriber, weekly_day: int | None = None,
     if subscriber.countries:
         parts.append("in " + ", ".join(split_list(subscriber.countries)))
     if subscriber.near_lat is not None:
-        parts.append(f"within {subscriber.radius_km:g} km of "
-                     f"{subscriber.near_lat:g},{subscriber.near_lon:g}")
+        place = subscriber.near_label or f"{subscriber.near_lat:g},{subscriber.near_lon:g}"
+        parts.append(f"within {subscriber.radius_km:g} km of {place}")
     if subscriber.children:
         parts.append("open to children")
     if subscriber.recruiting_only:

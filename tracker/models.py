@@ -228,6 +228,24 @@ class Subscriber(SQLModel, table=True):
     # The last time a digest run found this subscriber due and dealt with them: queued a
     # digest, or found nothing for them. The due rule counts from here (see subscribers.is_due).
     served_at: datetime | None = None
+    # No digest is due before this time ("Pause for a month" on the manage page).
+    paused_until: datetime | None = None
+    # The town or city the subscriber named for `near_lat`/`near_lon`, as the site wrote it.
+    near_label: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class SignupAttempt(SQLModel, table=True):
+    """One sign-up from the site, counted against the rate limits: `key` is a keyed hash of
+    the e-mail address (kind "address") or of the client's IP address (kind "client"), so
+    the table holds neither. Rows older than a day are deleted as new ones arrive."""
+
+    __tablename__ = "signup_attempt"
+    __table_args__ = (Index("ix_signup_attempt_key", "kind", "key", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=10)
+    key: str = Field(max_length=64)
+    at: datetime
 
 
 class OutboxMessage(SQLModel, table=True):

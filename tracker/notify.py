@@ -134,12 +134,14 @@ def _subscriber_digest(settings: Settings, store: Store, renderer: render.Render
     assert subscriber.id is not None
     token = make(secret, Purpose.UNSUBSCRIBE, subscriber.id, subscriber.email)
     unsubscribe_url = render.link(settings, "unsubscribe", token)
+    manage_url = render.link(settings, "manage",
+                             make(secret, Purpose.MANAGE, subscriber.id, subscriber.email))
     subject = render.subject(digest)
     planned = Planned(subscriber.email, MessageKind.DIGEST, subject, digest.change_count,
                       len(digest.trials))
     if dry_run:
         return planned
-    text, html = renderer.digest(digest, fresh, unsubscribe_url)
+    text, html = renderer.digest(digest, fresh, unsubscribe_url, manage_url=manage_url)
     message_id = render.new_message_id(settings)
     msg = render.message(settings, recipient=subscriber.email, subject_line=subject, text=text,
                          html=html, message_id=message_id, now=now,
@@ -192,7 +194,9 @@ def queue_confirmation(settings: Settings, store: Store, subscriber: Subscriber,
     secret = settings.require_secret()
     token = make(secret, Purpose.CONFIRM, subscriber.id, subscriber.email)
     url = render.link(settings, "confirm", token)
-    text, html = render.Renderer(settings).confirmation(subscriber, url)
+    manage_url = render.link(settings, "manage",
+                             make(secret, Purpose.MANAGE, subscriber.id, subscriber.email))
+    text, html = render.Renderer(settings).confirmation(subscriber, url, manage_url)
     message_id = render.new_message_id(settings)
     msg = render.message(settings, recipient=subscriber.email, subject_line=CONFIRM_SUBJECT,
                          text=text, html=html, message_id=message_id, now=now)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment
 from starlette.exceptions import HTTPException
@@ -42,6 +43,7 @@ from tracker.text import history_url, split_list, study_url
 RADII = (50, 100, 250, 500, 1000)  # km, the choices of the "near" search
 DEFAULT_RADIUS = 250
 SITES_IN_LIST = 5  # places shown per trial in the list; its own page shows them all
+PAGE_SIZE = 25  # trials per page of the list: a page a phone can hold, quick to build
 NCT_ID = re.compile(r"^NCT\d{8}$")
 SEX_WORDS = {"ALL": "anyone", "FEMALE": "women", "MALE": "men"}
 AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+(\w+?)s?\s*$")
@@ -94,24 +96,43 @@ def routes(ctx: Context, env: Environment) -> list[Route]:
     def trials(request: Request) -> HTMLResponse:
         known = ctx.store.countries()
         search = read_search(dict(request.query_params), ctx.vocabulary, known)
-        cards: list[dict[str, Any]] = []
+        total, page, pages, cards = 0, 1, 1, []
         if not search.errors:
             where = StudyFilter(recruiting=True, children=search.children,
                                 subtypes=(search.subtype,) if search.subtype else (),
                                 therapies=(search.therapy,) if search.therapy else (),
                                 countries=(search.country_name,) if search.country_name
                                 else ())
-            for study in ctx.store.iter_studies(where=where):
-                places_ = site_places(study, search.place)
-                if search.place and not any(p.km is not None and p.km <= search.radius
-                                            for p in places_):
-                    continue
-                cards.append(card(study, ctx.vocabulary, places_))
-            if search.place:
-                cards.sort(key=lambda c: c["places"][0].km)
+            wanted = _whole(request.query_params.get("page"), 1)
+            if search.place is None:  # counted and paged by the database
+                total = ctx.store.count_studies(where)
+                pages = max(1, -(-total // PAGE_SIZE))
+                page = min(max(1, wanted), pages)
+                shown = [(study, site_places(study, None)) for study in
+                         ctx.store.study_page(where, (page - 1) * PAGE_SIZE, PAGE_SIZE)]
+            else:  # near a place: every candidate's sites are measured, light columns only
+                near: list[tuple[int, str, list[SitePlace]]] = []
+                for nct_id, sites in ctx.store.recruiting_sites(where):
+                    places_ = places_of(sites, search.place)
+                    if places_ and places_[0].km is not None \
+                            and places_[0].km <= search.radius:
+                        near.append((places_[0].km, nct_id, places_))
+                near.sort(key=lambda n: (n[0], n[1]))
+                total = len(near)
+                pages = max(1, -(-total // PAGE_SIZE))
+                page = min(max(1, wanted), pages)
+                chunk = near[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+                rows = ctx.store.studies(n[1] for n in chunk)
+                shown = [(rows[nct_id], places_) for _, nct_id, places_ in chunk
+                         if nct_id in rows]
+            cards = [card(study, ctx.vocabulary, places_) for study, places_ in shown]
+        pager = {"page": page, "pages": pages,
+                 "previous": _page_url(request, page - 1) if page > 1 else None,
+                 "next": _page_url(request, page + 1) if page < pages else None}
         vocabulary = ctx.vocabulary
         return render("trials.html", title="Trials recruiting now", search=search,
-                      cards=cards, count_line=count_line(len(cards), search),
+                      cards=cards, count_line=count_line(total, search),
+                      pager=pager,
                       subtypes=[(k, t.label) for k, t in vocabulary.subtypes.items()],
                       therapies=[(k, vocabulary.label(k)) for k in vocabulary.therapy_names],
                       radii=RADII, shown=SITES_IN_LIST)
@@ -132,6 +153,15 @@ def routes(ctx: Context, env: Environment) -> list[Route]:
         Route("/trials", trials),
         Route("/trials/{nct_id}", trial),
     ]
+
+
+def _whole(text: str | None, default: int) -> int:
+    return int(text) if text and text.isdigit() and len(text) < 7 else default
+
+
+def _page_url(request: Request, page: int) -> str:
+    query = {k: v for k, v in request.query_params.items() if k != "page"}
+    return "/trials?" + urlencode({**query, "page": str(page)})
 
 
 def read_search(query: dict[str, str], vocabulary: Vocabulary, known: list[str]) -> Search:
@@ -215,7 +245,12 @@ def _age(text: str | None) -> tuple[str, str] | None:
 def site_places(study: Study, near: Place | None) -> list[SitePlace]:
     """The study's recruiting places (city, country), one per city. Near a place: each with
     its distance in whole km, nearest first, places without coordinates last."""
-    sites = json.loads(study.recruiting_sites) if study.recruiting_sites else []
+    return places_of(study.recruiting_sites, near)
+
+
+def places_of(recruiting_sites: str | None, near: Place | None) -> list[SitePlace]:
+    """`site_places` from the stored column alone, so a search need not load whole rows."""
+    sites = json.loads(recruiting_sites) if recruiting_sites else []
     found: dict[str, SitePlace] = {}
     for site in sites:
         label = ", ".join(site[k] for k in ("city", "country") if site.get(k)) or "Place not given"

@@ -157,6 +157,35 @@ class Store:
             for row in conn.execution_options(yield_per=BATCH).execute(query).mappings():
                 yield Study(**row)
 
+    def count_studies(self, where: StudyFilter | None = None) -> int:
+        """Tracked studies matching `where`, counted by the database."""
+        query = select(func.count()).select_from(STUDY).where(STUDY.c.removed_at.is_(None))
+        if where is not None and where.active:
+            query = query.where(*where.clauses())
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def study_page(self, where: StudyFilter | None, offset: int, limit: int) -> list[Study]:
+        """One page of the tracked studies matching `where`, by NCT number."""
+        query = (select(STUDY).where(STUDY.c.removed_at.is_(None)).order_by(STUDY.c.nct_id)
+                 .offset(offset).limit(limit))
+        if where is not None and where.active:
+            query = query.where(*where.clauses())
+        with self.engine.connect() as conn:
+            return [Study(**row) for row in conn.execute(query).mappings()]
+
+    def recruiting_sites(self, where: StudyFilter | None = None
+                         ) -> Iterator[tuple[str, str | None]]:
+        """(nct_id, recruiting sites as stored) of the tracked studies matching `where`:
+        what a search near a place needs, without loading whole rows."""
+        query = (select(STUDY.c.nct_id, STUDY.c.recruiting_sites)
+                 .where(STUDY.c.removed_at.is_(None)).order_by(STUDY.c.nct_id))
+        if where is not None and where.active:
+            query = query.where(*where.clauses())
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                yield str(row[0]), row[1]
+
     def countries(self) -> list[str]:
         """Every country a tracked study has a site in, as the registry spells it."""
         names: set[str] = set()

@@ -9,7 +9,7 @@ its single-use confirmation token is spent (`confirm`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -20,13 +20,15 @@ from sqlalchemy.exc import IntegrityError
 from tracker.database import Database
 from tracker.errors import BadAddress, BadToken, NotFound
 from tracker.matching import DEFAULT_RADIUS_KM
-from tracker.models import Cadence, ChangeSet, Subscriber, UsedToken
+from tracker.models import Cadence, ChangeSet, SignupAttempt, Subscriber, UsedToken
 from tracker.store import EVENT
-from tracker.text import join_list
+from tracker.text import join_list, split_list
 from tracker.tokens import Token
 
 SUBSCRIBER = Subscriber.__table__  # type: ignore[attr-defined]
 USED = UsedToken.__table__  # type: ignore[attr-defined]
+ATTEMPT = SignupAttempt.__table__  # type: ignore[attr-defined]
+ATTEMPTS_KEPT = timedelta(days=1)  # the longest rate-limit window
 
 
 class Outcome(StrEnum):
@@ -49,6 +51,7 @@ class Preferences:
     changes: ChangeSet = ChangeSet.PATIENT
     cadence: Cadence = Cadence.WEEKLY
     weekday: int | None = None  # weekly only; None: the site's TRACKER_WEEKLY_DAY
+    near_label: str | None = None  # the place `near` was found from, as people read it
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -58,12 +61,29 @@ class Preferences:
             "near_lat": self.near[0] if self.near else None,
             "near_lon": self.near[1] if self.near else None,
             "radius_km": (self.radius_km or DEFAULT_RADIUS_KM) if self.near else None,
+            "near_label": self.near_label if self.near else None,
             "children": self.children,
             "recruiting_only": self.recruiting_only,
             "changes": ChangeSet(self.changes),
             "cadence": Cadence(self.cadence),
             "weekday": self.weekday if self.cadence == Cadence.WEEKLY else None,
         }
+
+
+def preferences_of(subscriber: Subscriber) -> Preferences:
+    """What `subscriber` asked for, as `subscribe` would be given it again."""
+    near = None
+    if subscriber.near_lat is not None and subscriber.near_lon is not None:
+        near = (subscriber.near_lat, subscriber.near_lon)
+    return Preferences(
+        subtypes=tuple(split_list(subscriber.subtypes)),
+        therapies=tuple(split_list(subscriber.therapies)),
+        countries=tuple(split_list(subscriber.countries)),
+        near=near, radius_km=subscriber.radius_km if near else None,
+        near_label=subscriber.near_label if near else None,
+        children=subscriber.children, recruiting_only=subscriber.recruiting_only,
+        changes=ChangeSet(subscriber.changes), cadence=Cadence(subscriber.cadence),
+        weekday=subscriber.weekday)
 
 
 @dataclass(frozen=True)
@@ -152,6 +172,41 @@ def unsubscribe(db: Database, subscriber_id: int, now: datetime) -> bool:
             SUBSCRIBER.c.id == subscriber_id, SUBSCRIBER.c.unsubscribed_at.is_(None))
             .values(unsubscribed_at=now))
     return bool(result.rowcount)
+
+
+def change(db: Database, subscriber_id: int, preferences: Preferences) -> bool:
+    """Replace an active subscription's choices; its window and confirmation stay as they
+    are. False if the subscription has ended (then nothing is written)."""
+    with db.engine.begin() as conn:
+        result = conn.execute(update(SUBSCRIBER).where(
+            SUBSCRIBER.c.id == subscriber_id, SUBSCRIBER.c.unsubscribed_at.is_(None))
+            .values(**preferences.columns()))
+    return bool(result.rowcount)
+
+
+def pause(db: Database, subscriber_id: int, until: datetime | None) -> bool:
+    """No digest before `until` (None: resume now). False if the subscription has ended.
+    The window does not move: the first digest after a pause covers the paused weeks."""
+    with db.engine.begin() as conn:
+        result = conn.execute(update(SUBSCRIBER).where(
+            SUBSCRIBER.c.id == subscriber_id, SUBSCRIBER.c.unsubscribed_at.is_(None))
+            .values(paused_until=until))
+    return bool(result.rowcount)
+
+
+def count_attempts(db: Database, kind: str, key: str, since: datetime) -> int:
+    """Sign-up attempts of `kind` ("address" or "client") under `key` since `since`."""
+    query = select(func.count()).select_from(ATTEMPT).where(
+        ATTEMPT.c.kind == kind, ATTEMPT.c.key == key, ATTEMPT.c.at >= since)
+    with db.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def record_attempt(db: Database, kind: str, key: str, now: datetime) -> None:
+    """Count one attempt, and forget those older than any limit looks back."""
+    with db.engine.begin() as conn:
+        conn.execute(ATTEMPT.delete().where(ATTEMPT.c.at < now - ATTEMPTS_KEPT))
+        conn.execute(insert(ATTEMPT).values(kind=kind, key=key, at=now))
 
 
 def confirm(db: Database, token: Token, now: datetime) -> Subscriber:

@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tracker import jobs, pages, templating
+from tracker import jobs, pages, signup, templating
 from tracker.errors import BadToken, ConfigError, DatabaseBusy, TrackerError
 from tracker.jobs import Context
 from tracker.tokens import Purpose
@@ -125,6 +125,7 @@ def create_app(ctx: Context) -> Starlette:
         Route("/confirm", confirm, methods=["GET", "POST"]),
         Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
         *pages.routes(ctx, env),
+        *signup.routes(ctx, env),
         Mount("/reports", app=StaticFiles(directory=ctx.settings.report_dir, html=True,
                                           check_dir=False)),
     ]
