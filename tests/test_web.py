@@ -227,3 +227,12 @@ def _answers(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_a_link_that_does_not_work_offers_a_new_one(site) -> None:  # type: ignore[no-untyped-def]
+    base, _, _ = site
+
+    answer = httpx.get(f"{base}/confirm", params={"token": "expired-or-altered"})
+
+    assert answer.status_code == 400
+    assert 'href="/subscribe"' in answer.text and "Ask for a new link" in answer.text

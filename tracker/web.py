@@ -50,9 +50,10 @@ def create_app(ctx: Context) -> Starlette:
     env = templating.environment(override=ctx.settings.templates_dir, strict=False)
 
     def page(title: str, paragraphs: list[str], status: int = 200,
-             form: dict[str, str] | None = None) -> HTMLResponse:
+             form: dict[str, str] | None = None,
+             link: dict[str, str] | None = None) -> HTMLResponse:
         html = env.get_template("site/message.html").render(title=title, paragraphs=paragraphs,
-                                                            form=form)
+                                                            form=form, link=link)
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
     async def token_of(request: Request) -> tuple[str, dict[str, str]]:
@@ -94,7 +95,9 @@ def create_app(ctx: Context) -> Starlette:
         return page("Unsubscribed", [f"{parsed.email} will receive no more e-mails."])
 
     def bad_link(error: BadToken) -> Response:
-        return page("This link does not work", [str(error)], status=400)
+        return page("This link does not work", [str(error)], status=400,
+                    link={"href": "/subscribe", "text": "Ask for a new link: sign up again "
+                                                        "with your e-mail address"})
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return page("Not found", ["There is nothing at this address."], status=404)
