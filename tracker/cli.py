@@ -265,7 +265,7 @@ def report_command(app: App, week: str | None, out: Path | None) -> None:
 @click.pass_obj
 def run_command(app: App, no_web: bool) -> None:
     """Run unattended: sync, send digests and write the weekly report on schedule, and serve
-    the site (the pages behind e-mail links, the reports and feeds).
+    the site (recruiting trials, sign-up, the pages behind e-mail links, reports and feeds).
 
     Schedules (crontab lines) and their time zone come from TRACKER_SYNC_SCHEDULE,
     TRACKER_DIGEST_SCHEDULE, TRACKER_REPORT_SCHEDULE and TRACKER_TIMEZONE. A job whose time

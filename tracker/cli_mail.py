@@ -280,8 +280,8 @@ def outbox_command(app: App, retry_id: int | None, show_all: bool, as_json: bool
               help="Port (default TRACKER_WEB_PORT, 8000).")
 @click.pass_obj
 def serve_command(app: App, host: str | None, port: int | None) -> None:
-    """Serve the site alone: the pages behind the links in e-mails, the weekly reports and
-    their feeds. (`tracker run` serves it too, beside the schedule.)
+    """Serve the site alone: recruiting trials, sign-up and manage pages, the pages behind the
+    links in e-mails, the weekly reports and their feeds. (`tracker run` serves it too.)
 
     Put it behind your web server at TRACKER_PUBLIC_URL. Ctrl-C or SIGTERM stops it.
 
