@@ -48,6 +48,9 @@ MIX = (
 
 Record = dict[str, Any]
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sync import _with  # noqa: E402  (one way to edit a copy of a real record)
+
 
 @dataclass
 class Sample:
@@ -163,19 +166,6 @@ def _snapshot(n: int, db_url: str) -> tuple[list[str], int]:
             db.close()
     print(f"Sync: {result.as_dict()['new']} new trials in {seconds:.1f}s.", flush=True)
     return sorted(registry.studies), recruiting
-
-
-def _with(record: Record, path: tuple[str, ...], value: Any) -> Record:
-    """A copy of `record` with the (existing) field at `path` set; only that path is copied."""
-    top = dict(record)
-    node = top
-    for key in path[:-1]:
-        node[key] = dict(node[key])
-        node = node[key]
-    if path[-1] not in node:
-        raise KeyError(f"{'.'.join(path)} is not in the record; the benchmark invents no fields")
-    node[path[-1]] = value
-    return top
 
 
 def _get(record: Any, path: tuple[str, ...]) -> Any:

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -40,17 +41,26 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Store, int]]:
     subscriber, _ = subscribers.subscribe(store.db, "pat@example.org", Preferences(),
                                           confirmed=False, now=utcnow())
     assert subscriber.id is not None
+    try:
+        with serving(settings, store) as base:
+            yield base, store, subscriber.id
+    finally:
+        store.close()
+
+
+@contextmanager
+def serving(settings: Settings, store: Store) -> Iterator[str]:
+    """The site on a free loopback port, in a thread that is gone when the block ends."""
     port = free_port()
     site = server(Context(settings, store.db), "127.0.0.1", port)
     thread = threading.Thread(target=site.run, daemon=True)
     thread.start()
     wait_for(lambda: site.started, timeout=10, what="the site to start")
     try:
-        yield f"http://127.0.0.1:{port}", store, subscriber.id
+        yield f"http://127.0.0.1:{port}"
     finally:
         site.should_exit = True
         thread.join(timeout=10)
-        store.close()
     assert not thread.is_alive()
 
 
@@ -175,20 +185,13 @@ def test_the_written_reports_and_feeds_are_served_where_the_feeds_say(tmp_path: 
     settings = Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", secret_key=SECRET,
                         report_dir=reports)
     store = Store.open(settings.database_url, create=True)
-    port = free_port()
-    site = server(Context(settings, store.db), "127.0.0.1", port)
-    thread = threading.Thread(target=site.run, daemon=True)
-    thread.start()
-    wait_for(lambda: site.started, timeout=10, what="the site to start")
     try:
-        base = f"http://127.0.0.1:{port}"
-        index = httpx.get(f"{base}/reports/")
-        feed = httpx.get(f"{base}/reports/feed.atom")
-        subtype = httpx.get(f"{base}/reports/feeds/ibm.atom")
-        outside = httpx.get(f"{base}/reports/../t.db")
+        with serving(settings, store) as base:
+            index = httpx.get(f"{base}/reports/")
+            feed = httpx.get(f"{base}/reports/feed.atom")
+            subtype = httpx.get(f"{base}/reports/feeds/ibm.atom")
+            outside = httpx.get(f"{base}/reports/../t.db")
     finally:
-        site.should_exit = True
-        thread.join(timeout=10)
         store.close()
 
     assert index.status_code == 200 and "Weekly reports" in index.text
