@@ -49,7 +49,7 @@ MIX = (
 Record = dict[str, Any]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sync import _with  # noqa: E402  (one way to edit a copy of a real record)
+from bench_sync import _get, _with  # noqa: E402  (one way to read and edit a real record)
 
 
 @dataclass
@@ -166,14 +166,6 @@ def _snapshot(n: int, db_url: str) -> tuple[list[str], int]:
             db.close()
     print(f"Sync: {result.as_dict()['new']} new trials in {seconds:.1f}s.", flush=True)
     return sorted(registry.studies), recruiting
-
-
-def _get(record: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(record, dict) or key not in record:
-            return None
-        record = record[key]
-    return record
 
 
 # --- the server: a child process ------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,6 +28,13 @@ from tracker.store import Store
 
 DATA = Path(__file__).parent / "data" / "studies"
 POSTGRES_URL = os.environ.get("TRACKER_TEST_POSTGRES_URL", "")
+
+
+def free_port() -> int:
+    """A port nothing listens on (the kernel's next ephemeral one, released at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def interruptible() -> None:

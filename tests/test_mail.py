@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
 
-from tests.conftest import Sleeps, updated
+from tests.conftest import Sleeps, free_port, updated
 from tests.fakeapi import Registry
 from tests.smtp import DATA_COMMAND, DROP, END_OF_DATA, RCPT, Mailbox, smtp_server, wait_for
 from tracker import notify, outbox, subscribers
@@ -120,13 +120,6 @@ def assert_backoff(sleeps: list[float], retries: int) -> None:
     assert len(sleeps) == retries
     for slept, (low, high) in zip(sleeps, BACKOFF, strict=False):
         assert low <= slept <= high, sleeps
-
-
-def free_port() -> int:
-    """A port nothing listens on (the kernel's next ephemeral one, released at once)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def tracker_env(settings: Settings, port: int, tmp_path: Path) -> dict[str, str]:

@@ -7,7 +7,6 @@ import dataclasses
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ import time_machine
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import update
 
-from tests.conftest import interruptible, updated
+from tests.conftest import free_port, interruptible, updated
 from tests.fakeapi import FakeApi, Registry
 from tests.smtp import smtp_server
 from tracker import jobs as J
@@ -378,9 +377,3 @@ def test_ctrl_c_twice_abandons_a_stuck_sync_at_once_and_loses_nothing(
     assert (tracker(env, "sync", cwd=tmp_path).returncode == 0)  # no stale lock left behind
     assert runs.last_sync(store.db, "interrupted") is not None  # the abandoned run, marked as such
     store.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.browser import CHROMIUM_FLAGS, require_chromium
-from tests.conftest import updated
+from tests.conftest import free_port, updated
 from tests.fakeapi import Registry
 from tests.smtp import Mailbox, smtp_server, wait_for
 from tracker import jobs, subscribers
@@ -42,7 +42,7 @@ def site(settings: Settings, registry: Registry, tmp_path: Path
          ) -> Iterator[tuple[Context, Mailbox, str]]:
     """A synced snapshot, an SMTP server and the site, all on 127.0.0.1."""
     with smtp_server() as mailbox:
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         configured = dataclasses.replace(
             settings, secret_key=SECRET, public_url=base, smtp_host="127.0.0.1",
@@ -61,14 +61,6 @@ def site(settings: Settings, registry: Registry, tmp_path: Path
             site_server.should_exit = True
             thread.join(timeout=10)
             db.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _link(message: EmailMessage, path: str) -> str:

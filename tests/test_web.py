@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import interruptible
+from tests.conftest import free_port, interruptible
 from tests.smtp import wait_for
 from tracker import subscribers
 from tracker.config import Settings
@@ -62,12 +62,6 @@ def serving(settings: Settings, store: Store) -> Iterator[str]:
         site.should_exit = True
         thread.join(timeout=10)
     assert not thread.is_alive()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def stored(store: Store, subscriber_id: int) -> Subscriber:

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 
 from tracker import migrate
@@ -93,9 +93,6 @@ class Database:
                               "upgrade it.")
         if state is migrate.SchemaState.AHEAD:
             migrate.upgrade(self.engine)  # raises the clear "newer version" error
-
-    def has_table(self, name: str) -> bool:
-        return inspect(self.engine).has_table(name)
 
     def close(self) -> None:
         self.engine.dispose()

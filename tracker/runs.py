@@ -5,8 +5,6 @@ Each write is its own short transaction, outside a sync's, so a failed sync stay
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy import func, select, update
 
 from tracker.database import Database
@@ -98,10 +96,6 @@ def last_job(db: Database, job: Job) -> JobRun | None:
         row = conn.execute(select(JOB).where(JOB.c.job == job)
                            .order_by(JOB.c.id.desc()).limit(1)).mappings().first()
     return JobRun(**row) if row else None
-
-
-def last_jobs(db: Database, jobs: Sequence[Job]) -> dict[Job, JobRun | None]:
-    return {job: last_job(db, job) for job in jobs}
 
 
 def mark_jobs_interrupted(db: Database) -> int:

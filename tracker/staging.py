@@ -24,7 +24,7 @@ from sqlalchemy import Column, Connection, LargeBinary, Text, delete, func, inse
 from sqlmodel import Field, SQLModel
 
 from tracker.database import Database
-from tracker.store import BATCH, STUDY, VERSION, Transaction, decompress
+from tracker.store import BATCH, STUDY, VERSION, Transaction
 
 
 class ListedStudy(SQLModel, table=True):
@@ -137,11 +137,6 @@ class Staging:
         with self.db.engine.connect() as conn:
             return {r[0]: Known(r[1], r[2], r[3], r[4] is not None, r[5])
                     for r in conn.execute(query)}
-
-    def record(self, version_id: int) -> dict[str, Any]:
-        with self.db.engine.connect() as conn:
-            return decompress(conn.execute(select(VERSION.c.record)
-                                           .where(VERSION.c.id == version_id)).scalar_one())
 
     def has_version(self, nct_id: str, content_hash: str) -> bool:
         query = select(VERSION.c.id).where(VERSION.c.nct_id == nct_id,

@@ -132,10 +132,6 @@ class Store:
             rows = conn.execute(select(EVENT).where(EVENT.c.id > after_id).order_by(EVENT.c.id))
             return [ChangeEvent(**row) for row in rows.mappings()]
 
-    def newest_event_id(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.coalesce(func.max(EVENT.c.id), 0))).scalar_one())
-
     def studies(self, nct_ids: Iterable[str]) -> dict[str, Study]:
         ids = sorted(set(nct_ids))
         out: dict[str, Study] = {}

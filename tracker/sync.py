@@ -151,7 +151,7 @@ def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bo
             result = SyncResult(run_id, RunStatus.OK, mode, version.data_timestamp,
                                 since=since.isoformat() if since else None)
             staging.clear()  # what a sync that died left behind
-            stager = _Stager(staging, tagger, baseline, run_id)
+            stager = _Stager(store, staging, tagger, baseline, run_id)
             _fetch(settings, staging, client, since, stager, progress)
             removals = _removals(settings, staging, client, baseline, version.data_timestamp)
             after = client.version()
@@ -349,6 +349,7 @@ def _count(result: SyncResult, stager: _Stager, listed: int, removals: Removals)
 class _Stager:
     """Diffs pages against the snapshot and stages their writes (see tracker.staging)."""
 
+    store: Store
     staging: Staging
     tagger: Tagger
     baseline: bool
@@ -406,7 +407,7 @@ class _Stager:
                 counts.new += 1
                 changes.append(differ.new_study(study))
             if before.content_hash != digest and before.version_id is not None:
-                old = self.staging.record(before.version_id)
+                old = self.store.record(before.version_id)
                 changes.extend(differ.diff(old, study))
             if not before.removed:
                 if before.last_update_posted != last_update_posted(study):

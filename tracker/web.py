@@ -20,6 +20,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -142,8 +143,6 @@ def create_app(ctx: Context) -> Starlette:
 
 async def _threaded(call: Callable[..., Any], *args: Any) -> Any:
     """Database work runs in a worker thread, so the event loop keeps answering."""
-    from starlette.concurrency import run_in_threadpool
-
     return await run_in_threadpool(call, *args)
 
 
