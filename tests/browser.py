@@ -44,10 +44,33 @@ CHROMIUM_FLAGS = (
 )
 
 DESKTOP = (1280, 800)
-PHONE = (390, 844)
+PHONE = (360, 780)  # the narrowest phones still common
 
 # Not network: the data is in the page (data:, blob:) or there is none (about:blank, srcdoc).
 LOCAL_SCHEMES = frozenset({"data", "blob", "about"})
+
+# At the phone's width: every element that sticks out of the window sideways, and the smallest
+# text drawn in an SVG chart, in CSS pixels as shown (font size times the chart's scale).
+PHONE_CHECKS = """() => {
+    const width = document.documentElement.clientWidth;
+    const wide = [];
+    for (const el of document.body.querySelectorAll("*")) {
+        const box = el.getBoundingClientRect();
+        if (box.width > 0 && (box.right > width + 0.5 || box.left < -0.5)) {
+            wide.push(el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+                      + (el.className && el.className.baseVal === undefined && el.className
+                         ? "." + el.className : "") + " " + Math.round(box.width) + "px");
+        }
+    }
+    let smallest = null;
+    for (const text of document.querySelectorAll("svg text")) {
+        const matrix = text.getScreenCTM();
+        if (!matrix || text.getBoundingClientRect().width === 0) continue;
+        const px = parseFloat(getComputedStyle(text).fontSize) * Math.hypot(matrix.a, matrix.b);
+        smallest = smallest === null ? px : Math.min(smallest, px);
+    }
+    return {wide: wide, smallest: smallest};
+}"""
 
 SETTLE = """() => new Promise(resolve =>
     requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(resolve, 0))))"""
@@ -75,6 +98,8 @@ class PageReport:
     screenshot: Path | None = None
     phone_screenshot: Path | None = None
     phone_page_width: int = 0  # the document's scroll width at the phone's width
+    phone_too_wide: list[str] = field(default_factory=list)  # elements wider than the phone
+    phone_smallest_chart_text: float | None = None  # px, None without chart text
 
     @property
     def network_requests(self) -> list[str]:
@@ -115,7 +140,7 @@ def require_chromium(executable: Path | None = None) -> Path:
 def open_page(path: Path, screenshot: Path, *, phone: bool = True,
               timeout_s: float = 30) -> PageReport:
     """Load `path` in headless Chromium; write a full-page PNG to `screenshot` (and, with
-    `phone`, one at 390 px wide to `<name>-phone.png` beside it) and report what happened."""
+    `phone`, one at 360 px wide to `<name>-phone.png` beside it) and report what happened."""
     executable = require_chromium()
     from playwright.sync_api import Request, WebSocket, sync_playwright
 
@@ -160,6 +185,9 @@ def open_page(path: Path, screenshot: Path, *, phone: bool = True,
                 page.evaluate(SETTLE)
                 report.phone_page_width = page.evaluate(
                     "() => document.documentElement.scrollWidth")
+                checks = page.evaluate(PHONE_CHECKS)
+                report.phone_too_wide = checks["wide"]
+                report.phone_smallest_chart_text = checks["smallest"]
                 report.phone_screenshot = screenshot.with_name(
                     f"{screenshot.stem}-phone{screenshot.suffix}")
                 page.screenshot(path=report.phone_screenshot, full_page=True,

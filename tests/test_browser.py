@@ -132,3 +132,24 @@ def test_without_chromium_ci_fails_and_a_developer_skips(monkeypatch: pytest.Mon
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="no-chromium is missing"):
         browser.require_chromium(missing)
+
+
+def test_at_the_phones_width_wide_elements_and_small_chart_text_are_measured(
+        tmp_path: Path) -> None:
+    boxed = ('<div style="overflow-x: auto"><table id="wide"><tr><td style="min-width: 900px">'
+             'wide</td></tr></table></div>')
+    shrunk = ('<svg viewBox="0 0 640 100" style="width: 100%"><text x="0" y="20" '
+              'font-size="13">label</text></svg>')
+    report = load(tmp_path, page(tmp_path, boxed + shrunk))
+
+    assert report.phone_page_width == browser.PHONE[0]  # the box scrolls, not the page...
+    assert any(w.startswith("table#wide ") for w in report.phone_too_wide)  # ...but it is seen
+    assert report.phone_smallest_chart_text is not None
+    assert 5 < report.phone_smallest_chart_text < 8  # 13 units scaled to about 340/640
+
+
+def test_a_page_that_fits_has_nothing_too_wide_and_unscaled_chart_text(tmp_path: Path) -> None:
+    report = load(tmp_path, page(tmp_path, '<svg viewBox="0 0 300 40" width="300"><text x="0" '
+                                           'y="20" font-size="14">ok</text></svg>'))
+    assert report.phone_too_wide == []
+    assert report.phone_smallest_chart_text == pytest.approx(14)

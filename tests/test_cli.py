@@ -108,24 +108,42 @@ def test_changes_lists_filters_and_exports_json(env: dict[str, str], registry: R
     invoke(env, "sync")
 
     text = invoke(env, "changes")
+    today = datetime.now(UTC).date().isoformat()
     assert "NCT07725679  Efgartigimod in Immune-Mediated Necrotizing Myopathy" in text.output
-    assert "  Now recruiting\n" in text.output
+    # Dated by the registry (the record posted a day after the fixture's 2026-07-24), with
+    # the day the tracker saw it; a removal by the day of the registry data that lacked it.
+    assert f"  2026-07-25 (seen {today})  Now recruiting\n" in text.output
+    assert f"  2026-11-21 (seen {today})  No longer listed" in text.output
     assert "(status: Status: Not yet recruiting -> Recruiting)" in text.output
     assert "[imnm, fcrn]" in text.output
     only_status = json.loads(invoke(env, "changes", "--kind", "status", "--json").output)
     assert [(e["nct_id"], e["kind"]) for e in only_status] == [("NCT07725679", "status")]
     assert only_status[0]["old"] == "NOT_YET_RECRUITING"
     assert only_status[0]["url"] == "https://clinicaltrials.gov/study/NCT07725679"
+    assert (only_status[0]["posted_on"], only_status[0]["last_update_posted"]) == \
+        ("2026-07-25", "2026-07-25")
+    assert only_status[0]["detected_at"].startswith(today)
     by_study = json.loads(invoke(env, "changes", "--nct", "nct00987428", "--json").output)
     assert [e["kind"] for e in by_study] == ["removed"]
-    assert invoke(env, "changes", "--since", "2099-01-01").output.startswith("No changes")
-    assert len(json.loads(invoke(env, "changes", "--since", "1d", "--json").output)) == 2
+
+    def posted_since(*options: str) -> list[str]:
+        return [e["kind"] for e in json.loads(invoke(env, "changes", *options, "--json")
+                                              .output)]
+
+    assert posted_since("--since", "2026-07-25") == ["status", "removed"]
+    assert posted_since("--since", "2026-07-26") == ["removed"]
+    assert posted_since("--since", "1d") == []  # the registry posted neither yesterday
+    assert posted_since("--seen-since", "1d") == ["status", "removed"]
+    assert posted_since("--seen-since", "1d", "--since", "2026-11-21") == ["removed"]
+    assert invoke(env, "changes", "--seen-since", "2099-01-01").output.startswith(
+        "No changes recorded for these filters.")
 
 
-def test_changes_rejects_a_bad_date_with_one_line(env: dict[str, str]) -> None:
-    result = invoke(env, "changes", "--since", "last tuesday")
+@pytest.mark.parametrize("option", ["--since", "--seen-since"])
+def test_changes_rejects_a_bad_date_with_one_line(env: dict[str, str], option: str) -> None:
+    result = invoke(env, "changes", option, "last tuesday")
     assert result.exit_code == 2
-    assert "use a date like 2026-11-01" in result.stderr
+    assert "use a date like 2026-11-01" in result.stderr and option in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -138,6 +156,9 @@ def test_show_prints_the_study_and_its_history(env: dict[str, str], registry: Re
     assert "Efgartigimod in Immune-Mediated Necrotizing Myopathy" in text
     assert "Recruiting" in text
     assert "History: 2 version(s) stored, 1 change(s) recorded" in text
+    today = datetime.now(UTC).date().isoformat()
+    assert (f"  2026-07-25 (seen {today})  Now recruiting  (status: Status: Not yet "
+            "recruiting -> Recruiting)") in text
     assert "https://clinicaltrials.gov/study/NCT07725679" in text
     data = json.loads(invoke(env, "show", "NCT07725679", "--json").output)
     assert data["overall_status"] == "RECRUITING"

@@ -935,3 +935,16 @@ def test_summarise_keeps_missing_dates_missing() -> None:
     assert row["completion_date"] is None
     assert row["results_first_posted"] is None
     assert row["phases"] is None
+
+
+def test_summarise_keeps_the_sponsor_class_and_the_records_own_dates_as_given() -> None:
+    recruiting = summarise(load_study(RECRUITING))
+    unknown = summarise(load_study(UNKNOWN_STATUS))
+
+    assert (recruiting["sponsor_class"], recruiting["start_date_type"],
+            recruiting["status_verified"], recruiting["first_submitted"]) == \
+        ("OTHER", "ACTUAL", "2022-01", "2019-08-26")
+    assert (unknown["sponsor_class"], unknown["start_date_type"],
+            unknown["status_verified"], unknown["first_submitted"]) == \
+        ("OTHER_GOV", None, "2010-07", "2008-12-24")  # an older record: no start date type
+    assert summarise(load_study(NOT_YET_RECRUITING))["start_date_type"] == "ESTIMATED"

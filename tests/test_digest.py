@@ -30,7 +30,7 @@ from tracker.cli import cli
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient
 from tracker.errors import BadToken, RetriesExhausted
-from tracker.models import MessageKind, OutboxMessage, RunStatus, Subscriber
+from tracker.models import ChangeEvent, MessageKind, OutboxMessage, RunStatus, Subscriber
 from tracker.notify import NotifyResult
 from tracker.store import Store
 from tracker.subscribers import Preferences
@@ -286,7 +286,9 @@ def test_changes_are_grouped_by_trial_each_with_its_plain_sentence_and_tags(
     assert text.count(f"{DM} · ") == 1 and text.count(f"{IMNM} · ") == 1
     assert text.index(f"{DM} · ") < text.index(f"{IMNM} · ")  # in order of first change
     dm = trial_section(text, DM)
-    assert dm.startswith(f"{DM} · Recruiting · Dermatomyositis, JAK inhibitors\n")
+    assert dm.startswith(f"{DM} · Recruiting · Dermatomyositis, JAK inhibitors\n"
+                         "  Updated on the registry on 10 November 2022 and 12 November "
+                         "2022:\n")
     assert ("  - A new site is recruiting in Lyon, France\n"
             "    (site_added: New site: Lyon, France (Hôpital Edouard Herriot))\n") in dm
     assert ("  - The site in Beijing, China is now recruiting\n"
@@ -295,11 +297,41 @@ def test_changes_are_grouped_by_trial_each_with_its_plain_sentence_and_tags(
     assert "now: not yet recruiting" not in text
     imnm = trial_section(text, IMNM)
     assert imnm.startswith(f"{IMNM} · Recruiting · Immune-mediated necrotizing myopathy, "
-                           "FcRn blockers\n  - Now recruiting\n")
+                           "FcRn blockers\n  Updated on the registry on 25 July 2026:\n"
+                           "  - Now recruiting\n")
     assert f"{DM} &middot; Recruiting &middot; Dermatomyositis, JAK inhibitors" in html
     assert "<strong>A new site is recruiting in Lyon, France</strong>" in html
     assert "<strong>The site in Beijing, China is now recruiting</strong>" in html
     assert "<strong>Now recruiting</strong>" in html
+
+
+def test_each_trial_is_dated_by_the_registry_not_by_the_sync_that_saw_it(world: World) -> None:
+    world.subscribe("pat@example.org")
+    world.sync(set_status(IMNM, "RECRUITING"))  # posted 25 July 2026, seen today
+
+    world.digests()
+
+    [row] = world.queued()
+    text, html = bodies(parse(row))
+    assert "  Updated on the registry on 25 July 2026:\n  - Now recruiting\n" in text
+    assert ('<p style="margin:0 0 4px 0;font-size:13px;color:#52606d;">Updated on the '
+            "registry on 25 July 2026:</p>") in html
+    today = utcnow()
+    assert f"{today.day} {today:%B %Y}" not in text.split("--\n")[0]  # nowhere but the footer
+
+
+def test_registry_dates_are_listed_once_each_oldest_first() -> None:
+    def change(posted: str | None) -> ChangeEvent:
+        return ChangeEvent(sync_run_id=1, nct_id=DM, kind="status", field="", summary="",
+                           detected_at=datetime(2026, 12, 3, 6, 0, tzinfo=UTC),
+                           last_update_posted=posted)
+
+    assert render.registry_dates([change("2026-11-21")]) == \
+        "Updated on the registry on 21 November 2026"
+    assert render.registry_dates([change("2026-11-21"), change("2026-11-04"),
+                                  change("2026-11-21"), change(None)]) == (
+        "Updated on the registry on 4 November 2026, 21 November 2026 and 3 December 2026")
+    assert render.registry_dates([]) == ""
 
 
 # --- the footer: how fresh the data is --------------------------------------------------------

@@ -65,18 +65,23 @@ def studies(*items: Study) -> dict[str, Study]:
 
 
 def week_of_changes() -> list[ChangeEvent]:
-    """Five changes over a week, as `store.changes` hands them over (not in time order)."""
+    """Five changes over a week, as `store.changes` hands them over (not in time order), each
+    seen at the sync after the registry posted it (the last one the same day)."""
     day = datetime(2026, 11, 16, 5, 30, tzinfo=UTC)
     return [
         event(11, DM, day, plain="A new site opened in Lyon, France",
-              summary="Site added: Hôpital Edouard Herriot, Lyon, France", kind="site_added"),
+              summary="Site added: Hôpital Edouard Herriot, Lyon, France", kind="site_added",
+              posted="2026-11-13"),
         event(14, IBM, day + timedelta(days=3), plain="Results were posted",
-              summary="Results first posted 2026-11-18", kind="results_posted"),
-        event(12, JDM, day + timedelta(days=1)),
+              summary="Results first posted 2026-11-18", kind="results_posted",
+              posted="2026-11-18"),
+        event(12, JDM, day + timedelta(days=1), posted="2026-11-16"),
         event(15, ASS, day + timedelta(days=4), plain="Stopped early: sponsor decision",
-              summary="Status: Recruiting -> Terminated (why stopped: sponsor decision)"),
+              summary="Status: Recruiting -> Terminated (why stopped: sponsor decision)",
+              posted="2026-11-20"),
         event(13, DM, day + timedelta(days=2), plain=None,
-              summary="Primary completion 2026-03 -> 2026-11", kind="dates"),
+              summary="Primary completion 2026-03 -> 2026-11", kind="dates",
+              posted="2026-11-17"),
     ]
 
 
@@ -293,13 +298,15 @@ def test_each_entry_says_which_trial_changed_and_how_in_plain_words() -> None:
     root = check_atom(build(events=week_of_changes()[1:2]))
     (entry,) = entries(root)
     assert text(entry, "title") == "Arimoclomol in Inclusion Body Myositis — Results were posted"
-    assert text(entry, "updated") == "2026-11-19T05:30:00Z"
+    assert text(entry, "updated") == text(entry, "published") == "2026-11-18T00:00:00Z"
     content = entry.find(f"{A}content")
     assert content is not None and content.get("type") in {"text", "html"}
     body = content.text or ""
     assert "Results were posted" in body
     assert "Results first posted 2026-11-18" in body  # the technical form
     assert IBM in body and "Arimoclomol in Inclusion Body Myositis" in body
+    assert "Registry update posted: 2026-11-18\nSeen by the tracker: 2026-11-19 05:30 UTC\n" \
+        in body
 
 
 def test_without_a_patient_sentence_the_technical_summary_stands_in() -> None:
@@ -327,10 +334,37 @@ def test_entries_are_newest_first_whatever_order_they_come_in() -> None:
     root = check_atom(build(events=shuffled))
     stamps = [text(e, "updated") for e in entries(root)]
     assert stamps == sorted(stamps, reverse=True) and len(set(stamps)) == 5
-    assert stamps[0] == "2026-11-20T05:30:00Z"
+    assert stamps[0] == "2026-11-20T00:00:00Z"
     parsed = check_feedparser(build(events=shuffled))
     assert [e.id for e in parsed.entries] == [f"tag:tracker,2026:change/{n}"
                                               for n in (15, 14, 13, 12, 11)]
+
+
+def test_entries_are_dated_and_ordered_by_the_registry_not_by_when_they_were_seen() -> None:
+    late = event(30, IBM, datetime(2026, 12, 3, 6, 0, tzinfo=UTC), posted="2026-11-21")
+    prompt = event(20, DM, datetime(2026, 11, 26, 6, 0, tzinfo=UTC), posted="2026-11-25")
+    same_day = event(25, JDM, datetime(2026, 11, 25, 23, 0, tzinfo=UTC), posted="2026-11-25")
+    root = check_atom(build(events=[late, prompt, same_day], updated=datetime(2026, 11, 1)))
+
+    found = {text(e, "id").rsplit("/", 1)[1]: e for e in entries(root)}
+    assert list(found) == ["25", "20", "30"]  # newest registry date, then newest event
+    assert [(text(e, "updated"), text(e, "published")) for e in found.values()] == [
+        ("2026-11-25T00:00:00Z", "2026-11-25T00:00:00Z"),
+        ("2026-11-25T00:00:00Z", "2026-11-25T00:00:00Z"),
+        ("2026-11-21T00:00:00Z", "2026-11-21T00:00:00Z")]
+    assert text(root, "updated") == "2026-11-25T00:00:00Z"  # the newest entry's date
+    assert "Seen by the tracker: 2026-12-03 06:00 UTC" in text(found["30"], "content")
+    assert "Seen by the tracker" not in text(found["25"], "content")  # seen that same day
+    parsed = check_feedparser(build(events=[late, prompt, same_day]))
+    assert tuple(parsed.entries[2].published_parsed)[:3] == (2026, 11, 21)
+
+
+def test_a_change_without_a_registry_date_is_dated_by_the_day_it_was_seen() -> None:
+    undated = event(1, IBM, datetime(2026, 11, 22, 7, 15, tzinfo=UTC), posted=None)
+    (entry,) = entries(check_atom(build(events=[undated])))
+    assert text(entry, "updated") == "2026-11-22T00:00:00Z"
+    body = text(entry, "content")
+    assert "Registry update posted" not in body and "Seen by the tracker" not in body
 
 
 def test_changes_seen_by_the_same_sync_list_the_later_recorded_first() -> None:
@@ -373,20 +407,23 @@ def test_an_empty_feed_is_still_valid_atom(events: list[ChangeEvent] | str) -> N
 
 def test_the_feed_is_never_older_than_its_newest_entry() -> None:
     root = check_atom(build(updated=datetime(2026, 11, 1, tzinfo=UTC)))
-    assert text(root, "updated") == "2026-11-20T05:30:00Z"
+    assert text(root, "updated") == "2026-11-20T00:00:00Z"
     assert text(check_atom(build()), "updated") == "2026-11-23T06:00:00Z"
 
 
 def test_times_are_rfc_3339_in_utc_and_stored_naive_times_are_utc() -> None:
     paris = timezone(timedelta(hours=2))
-    moments = [event(1, IBM, datetime(2026, 6, 1, 10, 0, tzinfo=paris)),
-               event(2, DM, datetime(2026, 6, 2, 9, 45, 30, 123456))]  # as SQLite returns it
+    moments = [event(1, IBM, datetime(2026, 6, 1, 1, 0, tzinfo=paris), posted=None),
+               event(2, DM, datetime(2026, 6, 2, 9, 45, 30, 123456),  # as SQLite returns it
+                     posted="2026-05-29")]
     root = check_atom(build(events=moments, updated=datetime(2026, 6, 3, 12, 0)))
-    assert [text(e, "updated") for e in entries(root)] == \
-        ["2026-06-02T09:45:30Z", "2026-06-01T08:00:00Z"]
+    first, second = entries(root)
+    assert [text(e, "updated") for e in (first, second)] == \
+        ["2026-05-31T00:00:00Z", "2026-05-29T00:00:00Z"]  # 1 June in Paris: 31 May in UTC
+    assert "Seen by the tracker: 2026-06-02 09:45 UTC" in text(second, "content")
     assert text(root, "updated") == "2026-06-03T12:00:00Z"
     parsed = check_feedparser(build(events=moments, updated=datetime(2026, 6, 3, 12, 0)))
-    assert tuple(parsed.entries[1].updated_parsed)[:5] == (2026, 6, 1, 8, 0)
+    assert tuple(parsed.entries[1].updated_parsed)[:5] == (2026, 5, 29, 0, 0)
 
 
 def test_every_entry_links_to_its_study_on_clinicaltrials_gov() -> None:

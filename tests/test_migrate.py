@@ -22,11 +22,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, inspect, select, text
 from sqlmodel import SQLModel
 
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, load_study
+from tracker import staging  # noqa: F401  (its tables too: the models hold every table)
 from tracker.errors import ConfigError
 from tracker.migrate import SchemaState, alembic_config, current, head, state, upgrade
 from tracker.runs import RUN
-from tracker.store import EVENT, STUDY, VERSION  # and every table in SQLModel.metadata
+from tracker.store import EVENT, STUDY, VERSION, compress
 
 # What the first release wrote: naive times, meaning UTC.
 FIRST_SEEN = datetime(2026, 11, 22, 3, 18)
@@ -134,7 +135,7 @@ def test_an_empty_database_is_upgraded_to_the_models(engine: Engine,
     assert upgrade(engine) == (None, head())
 
     assert state(engine) is SchemaState.CURRENT
-    assert current(engine) == head() == "0005"
+    assert current(engine) == head() == "0006"
     assert differences(engine) == []
     assert capfd.readouterr() == ("", "")  # Alembic neither prints nor sets up logging output
 
@@ -198,6 +199,44 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(engine: Engine) 
         assert conn.execute(text("SELECT key FROM outbox")).scalar_one() == "digest.1.0.2"
 
 
+def test_0006_dates_every_event_and_fills_the_new_study_facts_from_the_records(
+        engine: Engine) -> None:
+    migrate_to(engine, "0005")
+    late = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # late enough for a time zone to show
+    with engine.begin() as conn:
+        for number, (nct_id, record) in enumerate([
+                ("NCT04078230", compress(load_study("NCT04078230"))),
+                ("NCT02248896", compress(load_study("NCT02248896"))),
+                ("NCT00000001", b"\x78\x9c\x03\x00\x00\x00\x00\x01")], start=1):
+            insert(conn, "study_version", nct_id=nct_id, content_hash="h" * 64,
+                   sync_run_id=1, fetched_at=late, record=record)
+            insert(conn, "study", nct_id=nct_id, brief_title="", has_results=False,
+                   site_count=0, recruiting=False, children=False, content_hash="h" * 64,
+                   version_id=number, first_seen_at=late, last_changed_at=late)
+        for posted in ("2026-11-20", None):
+            insert(conn, "change_event", sync_run_id=1, nct_id="NCT04078230", kind="removed",
+                   field="", summary="Removed", detected_at=late, last_update_posted=posted)
+
+    assert upgrade(engine) == ("0005", head())
+
+    assert differences(engine) == []
+    with engine.connect() as conn:
+        posted = conn.execute(select(EVENT.c.last_update_posted).order_by(EVENT.c.id))
+        facts = conn.execute(select(STUDY.c.nct_id, STUDY.c.sponsor_class,
+                                    STUDY.c.start_date_type, STUDY.c.status_verified,
+                                    STUDY.c.first_submitted).order_by(STUDY.c.nct_id))
+        assert list(posted.scalars()) == ["2026-11-20", "2026-11-22"]
+        assert [tuple(row) for row in facts] == [
+            ("NCT00000001", None, None, None, None),  # a record that cannot be read
+            ("NCT02248896", "INDUSTRY", None, "2014-09", "2014-09-24"),  # no start date type
+            ("NCT04078230", "OTHER", "ACTUAL", "2022-01", "2019-08-26"),
+        ]
+    indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("change_event")}
+    assert indexes["ix_change_event_posted"] == ["last_update_posted"]
+    assert {c["name"] for c in inspect(engine).get_columns("report_week")} == \
+        {"week", "first_written_at", "last_written_at", "last_event_id"}
+
+
 def test_a_second_upgrade_does_nothing(engine: Engine) -> None:
     upgrade(engine)
 
@@ -216,7 +255,7 @@ def test_a_database_from_a_newer_tracker_is_refused_and_left_alone(engine: Engin
 
     url = engine.url.render_as_string(hide_password=True)
     assert str(refused.value) == (f"The database at {url} was upgraded by a newer version of "
-                                  "the tracker (revision 0099); this version knows up to 0005. "
+                                  "the tracker (revision 0099); this version knows up to 0006. "
                                   "Upgrade the tracker.")
     assert current(engine) == "0099"
     assert table_names(engine) == tables

@@ -27,6 +27,7 @@ from tracker.web import HEADERS, create_app
 
 DATA_TIMESTAMP = "2026-11-20T09:04:33"
 OLDER, NEWER = "It started looking for people.", "It now also looks for people in Baltimore."
+NEWER_POSTED = "2026-11-19"  # the registry's date of NEWER; OLDER has none (seen 30 days ago)
 
 
 def recruiting(study: dict[str, Any], *locations: tuple[str, str, float, float]) -> None:
@@ -69,10 +70,11 @@ def site(tmp_path: Path, migrated_sqlite: Path) -> Iterator[tuple[TestClient, St
         tx.add_events([
             {"nct_id": "NCT04078230", "kind": "status", "field": "overallStatus",
              "summary": "status: NOT_YET_RECRUITING -> RECRUITING", "plain": OLDER,
-             "sync_run_id": first, "detected_at": now - timedelta(days=30)},
+             "sync_run_id": first, "detected_at": now - timedelta(days=30),
+             "last_update_posted": None},
             {"nct_id": "NCT04078230", "kind": "sites", "field": "locations",
              "summary": "site added: Baltimore", "plain": NEWER, "sync_run_id": second,
-             "detected_at": now},
+             "detected_at": now, "last_update_posted": NEWER_POSTED},
         ])
     for run in (first, second):
         runs.finish_sync(store.db, run, RunStatus.OK, data_timestamp=DATA_TIMESTAMP)
@@ -197,6 +199,20 @@ def test_a_trial_page_shows_its_facts_and_history_newest_first(
     assert "Recruiting" in page and "JAK inhibitors" in page
     assert page.index(NEWER) < page.index(OLDER)
     assert 'href="https://clinicaltrials.gov/study/NCT04078230?tab=history"' in response.text
+
+
+def test_a_trials_history_is_dated_by_the_registry(site: tuple[TestClient, Store]) -> None:
+    client, _ = site
+    response = client.get("/trials/NCT04078230")
+    page = text(response.text)
+
+    assert f"19 November 2026 : {NEWER}" in page  # posted then, seen by the tracker today
+    assert '<time class="when" datetime="2026-11-19">19 November 2026</time>' in response.text
+    seen = (utcnow() - timedelta(days=30)).date()  # no registry date: the day it was seen
+    assert f"{seen.day} {seen:%B %Y} : {OLDER}" in page
+    today = utcnow().date()
+    assert f"{today.day} {today:%B %Y}" not in page
+    assert "the date it was posted on ClinicalTrials.gov" in page
 
 
 def test_a_closed_trial_has_a_page_too(site: tuple[TestClient, Store]) -> None:

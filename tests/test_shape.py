@@ -102,6 +102,14 @@ STATUS = "protocolSection.statusModule"
                                                   "as 2026, 2026-11 or 2026-11-05"),
     (STATUS + ".completionDateStruct.type", ["ACTUAL"], "completionDateStruct.type is not "
                                                         "text"),
+    (STATUS + ".startDateStruct.type", 1, "startDateStruct.type is not text"),
+    (STATUS + ".statusVerifiedDate", 201007, "statusVerifiedDate is not a date such as 2026, "
+                                             "2026-11 or 2026-11-05"),
+    (STATUS + ".studyFirstSubmitDate", "December 24, 2008", "studyFirstSubmitDate is not a "
+                                                            "date such as 2026, 2026-11 or "
+                                                            "2026-11-05"),
+    ("protocolSection.sponsorCollaboratorsModule.leadSponsor.class", ["OTHER_GOV"],
+     "leadSponsor.class is not text"),
     ("protocolSection.identificationModule.nctId", DELETED, "nctId is missing"),
     ("protocolSection.identificationModule.nctId", "NCT0087432",
      "nctId is not an NCT number such as NCT01234567"),

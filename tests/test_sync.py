@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from tracker.ctgov import CtGovClient
 from tracker.errors import ApiError, IncompleteSync, LockBusy, MalformedResponse, RetriesExhausted
 from tracker.lock import Lock, hold
 from tracker.store import EVENT, STUDY, VERSION, Store
-from tracker.sync import sync
+from tracker.sync import removal_posted, sync
 from tracker.views import sync_summary
 
 NEXT_DAY = "2026-11-21T09:00:05"
@@ -121,6 +122,16 @@ def test_new_and_removed_studies_are_reported(settings: Settings, store: Store,
     assert kinds == {("NCT02248896", "new"), ("NCT00987428", "removed")}
     assert store.study("NCT00987428").removed_at is not None
     assert store.counts().tracked == 6
+    posted = {e.kind: (e.last_update_posted, e.posted_on) for e in store.changes()}
+    assert posted["new"] == ("2014-09-25", date(2014, 9, 25))  # the record's own date
+    assert posted["removed"] == ("2026-11-21", date(2026, 11, 21))  # the registry data's day
+
+
+def test_a_removal_is_dated_by_the_registry_data_that_no_longer_has_the_study() -> None:
+    seen = datetime(2026, 12, 3, 23, 30, tzinfo=UTC)
+    assert removal_posted("2026-11-21T09:00:05", seen) == "2026-11-21"
+    assert removal_posted(None, seen) == "2026-12-03"
+    assert removal_posted("not a time", seen) == "2026-12-03"
 
 
 def test_a_removed_study_that_matches_again_is_reported_new(settings: Settings, store: Store,

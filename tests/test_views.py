@@ -9,9 +9,17 @@ import json
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from tracker.models import RunStatus, Study, SyncMode
+from tracker.models import ChangeEvent, RunStatus, Study, SyncMode
 from tracker.sync import SyncResult
-from tracker.views import status_lines, study_dict, sync_summary, write_export
+from tracker.views import (
+    event_dict,
+    event_lines,
+    event_when,
+    status_lines,
+    study_dict,
+    sync_summary,
+    write_export,
+)
 
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
@@ -43,6 +51,38 @@ def study(**values: object) -> Study:
         recruiting=True, children=False, enrollment=30, site_count=2, content_hash="x",
         first_seen_at=NOW, last_changed_at=NOW)
     return Study(**{**base, **values})
+
+
+def change(posted: str | None, seen: datetime, **values: object) -> ChangeEvent:
+    base: dict[str, object] = dict(
+        id=7, sync_run_id=2, nct_id="NCT04078230", kind="status", field="overallStatus",
+        old_value='"NOT_YET_RECRUITING"', new_value='"RECRUITING"', plain="Now recruiting",
+        summary="Status: Not yet recruiting -> Recruiting", detected_at=seen,
+        last_update_posted=posted)
+    return ChangeEvent(**{**base, **values})
+
+
+def test_a_change_reads_in_the_registrys_date_and_adds_the_day_it_was_seen_if_later() -> None:
+    late = change("2026-11-21", datetime(2026, 12, 3, 6, 0, tzinfo=UTC))
+    same_day = change("2026-11-21", datetime(2026, 11, 21, 23, 0))  # naive: UTC
+
+    assert event_when(late) == "2026-11-21 (seen 2026-12-03)"
+    assert event_when(same_day) == "2026-11-21"
+    assert event_when(change(None, NOW)) == "2026-11-21"  # no registry date: the day seen
+    assert list(event_lines([late, same_day], {"NCT04078230": study()})) == [
+        "", "NCT04078230  Tofacitinib in dermatomyositis  [dermatomyositis, ild, jak]",
+        "  2026-11-21 (seen 2026-12-03)  Now recruiting",
+        "                                (status: Status: Not yet recruiting -> Recruiting)",
+        "  2026-11-21  Now recruiting",
+        "              (status: Status: Not yet recruiting -> Recruiting)"]
+
+
+def test_a_change_in_json_keeps_both_dates_and_the_registry_day() -> None:
+    row = event_dict(change("2026-11-21", datetime(2026, 12, 3, 6, 0, tzinfo=UTC)))
+
+    assert (row["posted_on"], row["last_update_posted"], row["detected_at"]) == \
+        ("2026-11-21", "2026-11-21", "2026-12-03T06:00:00+00:00")
+    assert event_dict(change(None, NOW))["posted_on"] == "2026-11-21"
 
 
 def test_json_gives_lists_as_arrays_and_flags_as_booleans() -> None:

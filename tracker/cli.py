@@ -59,8 +59,10 @@ def sync_command(app: App, full: bool, as_json: bool) -> None:
 
 
 @cli.command("changes")
-@click.option("--since", help="Only changes recorded on or after this date (2026-11-01) or "
-                              "this many days ago (7d).")
+@click.option("--since", help="Only changes the registry posted on or after this day "
+                              "(2026-11-01) or this many days ago (7d).")
+@click.option("--seen-since", help="Only changes the tracker recorded on or after this date "
+                                   "(2026-12-01) or this many days ago (7d).")
 @click.option("--nct", "nct_id", help="Only changes to this study (NCT number).")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS),
               help="Only changes of this kind; repeat for several.")
@@ -68,32 +70,39 @@ def sync_command(app: App, full: bool, as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
-def changes_command(app: App, since: str | None, nct_id: str | None, kinds: tuple[str, ...],
-                    subtypes: tuple[str, ...], therapies: tuple[str, ...], recruiting: bool,
-                    children: bool, countries: tuple[str, ...], limit: int | None,
-                    as_json: bool) -> None:
+def changes_command(app: App, since: str | None, seen_since: str | None, nct_id: str | None,
+                    kinds: tuple[str, ...], subtypes: tuple[str, ...],
+                    therapies: tuple[str, ...], recruiting: bool, children: bool,
+                    countries: tuple[str, ...], limit: int | None, as_json: bool) -> None:
     """List recorded changes, newest first, each in plain words with its technical form.
+
+    Each change is dated by the registry: the day ClinicalTrials.gov posted the update (for a
+    trial that left, the day of the registry data that no longer had it). When the tracker
+    recorded it on a later day, that day follows: "2026-11-21 (seen 2026-12-03)". JSON gives
+    both, as posted_on and detected_at.
 
     \b
     Examples:
       tracker changes --since 7d
+      tracker changes --seen-since 2026-12-01
       tracker changes --subtype jdm --recruiting --country France
       tracker changes --nct NCT01234567 --kind status --json
     """
-    after = _parse_since(since) if since else None
+    posted_from = _parse_since(since, "--since").date() if since else None
+    after = _parse_since(seen_since, "--seen-since") if seen_since else None
     nct_id = _nct(nct_id) if nct_id else None
     app.check_tags(subtypes, therapies)
     ctx = app.context()
     where = app.study_filter(ctx, subtypes, therapies, recruiting, children, countries)
-    events = ctx.store.changes(since=after, nct_id=nct_id, kinds=kinds, limit=limit,
-                               where=where)
+    events = ctx.store.changes(since=after, posted_from=posted_from, nct_id=nct_id,
+                               kinds=kinds, limit=limit, where=where)
     studies = ctx.store.studies(e.nct_id for e in events)
     if as_json:
         click.echo(json.dumps([views.event_dict(e, studies.get(e.nct_id)) for e in events],
                               indent=2, ensure_ascii=False))
         return
     if not events:
-        filtered = since or nct_id or kinds or where.active
+        filtered = since or seen_since or nct_id or kinds or where.active
         click.echo("No changes recorded" + (" for these filters." if filtered else " yet."))
         return
     for line in views.event_lines(events, studies):
@@ -105,7 +114,8 @@ def changes_command(app: App, since: str | None, nct_id: str | None, kinds: tupl
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def show_command(app: App, nct_id: str, as_json: bool) -> None:
-    """Show one study in brief, its tags (and why), and its history of changes.
+    """Show one study in brief, its tags (and why), and its history of changes, each dated
+    by the registry, with the day the tracker recorded it when that was later.
 
     \b
     Examples:
@@ -132,7 +142,7 @@ def show_command(app: App, nct_id: str, as_json: bool) -> None:
     click.echo(f"\nHistory: {versions} version(s) stored, {len(events)} change(s) recorded "
                f"(registry history: {views.history_url(nct_id)})")
     for event in events:
-        click.echo(f"  {event.detected_at:%Y-%m-%d}  {event.plain or event.summary}"
+        click.echo(f"  {views.event_when(event)}  {event.plain or event.summary}"
                    f"  ({event.kind}: {event.summary})")
 
 
@@ -372,7 +382,8 @@ def _check_folder(folder: Path, given: str) -> None:
         raise BadInput(f"{given} cannot be used: {problem}")
 
 
-def _parse_since(value: str) -> datetime:
+def _parse_since(value: str, option: str) -> datetime:
+    """A date (or time) as given, or "7d": this many days before now; naive means UTC."""
     days = re.fullmatch(r"(\d+)d", value.strip())
     if days:
         return utcnow() - timedelta(days=int(days.group(1)))
@@ -380,7 +391,7 @@ def _parse_since(value: str) -> datetime:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise click.BadParameter("use a date like 2026-11-01 or a number of days like 7d",
-                                 param_hint="--since") from None
+                                 param_hint=option) from None
     return as_utc(parsed)
 
 

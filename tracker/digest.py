@@ -24,7 +24,7 @@ from tracker.models import ChangeEvent, MessageKind, Study, Subscriber
 from tracker.record import status_label
 from tracker.tags import Vocabulary, load_vocabulary
 from tracker.text import history_url, one_line, shorten, split_list, study_url
-from tracker.times import utc_time
+from tracker.times import long_date, utc_time
 
 # Long lines rather than RFC 2047 encoded words: List-Unsubscribe URLs must stay readable.
 STALE_AFTER = timedelta(days=2)  # the registry refreshes every weekday
@@ -175,9 +175,21 @@ def _trial_context(trial: Trial, vocabulary: Vocabulary) -> dict[str, object]:
                           for t in split_list(s.subtypes) + split_list(s.therapies)),
         "url": study_url(s.nct_id),
         "history_url": history_url(s.nct_id),
+        "posted": registry_dates(trial.events),
         "changes": [{"plain": one_line(e.plain or e.summary), "kind": e.kind,
                      "summary": one_line(e.summary)} for e in trial.events],
     }
+
+
+def registry_dates(events: Iterable[ChangeEvent]) -> str:
+    """When the registry posted these changes, in words: "Updated on the registry on
+    18 November 2026 and 21 November 2026". The digest holds what the tracker recorded since
+    the last one, but a reader wants the day the trial itself changed."""
+    days = [long_date(day) for day in sorted({e.posted_on for e in events})]
+    if not days:
+        return ""
+    joined = days[0] if len(days) == 1 else f"{', '.join(days[:-1])} and {days[-1]}"
+    return f"Updated on the registry on {joined}"
 
 
 def link(settings: Settings, action: str, token: str) -> str:

@@ -3,13 +3,15 @@
 Everything here is pure: change events and studies in, a complete Atom 1.0 (RFC 4287)
 document out, as a string to be written UTF-8 encoded.
 
-- One `<entry>` per change event, newest first (by detection time, then event id), at most
-  `limit` of them. Its id is a tag URI built from the event id alone
+- One `<entry>` per change event, newest first (by the registry's date for it, then event
+  id), at most `limit` of them. Its id is a tag URI built from the event id alone
   (`tag:tracker,2026:change/<id>`), so the same change keeps the same id in every feed and
-  in every rebuild. Its title is the study's short title, " — ", then the patient sentence
-  (the technical summary when there is none); its only link is the study's page on
-  ClinicalTrials.gov; its content (plain text) carries the sentence and the technical form;
-  its categories are the study's subtype tags.
+  in every rebuild. Its `updated` and `published` are the registry's date (midnight UTC),
+  not when the tracker saw it. Its title is the study's short title, " — ", then the patient
+  sentence (the technical summary when there is none); its only link is the study's page on
+  ClinicalTrials.gov; its content (plain text) carries the sentence, the technical form, the
+  registry's date and, when the tracker saw it on another day, that time; its categories are
+  the study's subtype tags.
 - The feed carries its id, title, optional subtitle, `updated`, its `self` and `alternate`
   links, the author ("Myositis trials tracker") whom every entry inherits, and a generator.
 
@@ -29,12 +31,12 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 
 from tracker import __version__
 from tracker.models import ChangeEvent, Study
 from tracker.text import one_line, shorten, split_list, study_url
-from tracker.times import as_utc
+from tracker.times import as_utc, utc_day, utc_time
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -80,12 +82,16 @@ def events_for_subtype(events: Iterable[ChangeEvent], studies: Mapping[str, Stud
 
 
 def newest_first(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
-    """Events by detection time then id, newest first; an id seen twice is kept once."""
+    """Events by registry date then id, newest first; an id seen twice is kept once."""
     unique: dict[str, ChangeEvent] = {}
     for event in events:
         unique.setdefault(entry_id(event), event)
-    return sorted(unique.values(),
-                  key=lambda e: (_utc(e.detected_at), e.id or 0), reverse=True)
+    return sorted(unique.values(), key=lambda e: (e.posted_on, e.id or 0), reverse=True)
+
+
+def posted_at(event: ChangeEvent) -> datetime:
+    """The registry's date for the change, as a time: midnight UTC of that day."""
+    return datetime.combine(event.posted_on, time(), tzinfo=UTC)
 
 
 def atom_feed(*, feed_id: str, title: str, self_url: str, alternate_url: str,
@@ -98,7 +104,7 @@ def atom_feed(*, feed_id: str, title: str, self_url: str, alternate_url: str,
     self_url      where the feed itself is published; alternate_url the page it sits beside
     studies       the studies by NCT id, for entry titles and categories (an event whose
                   study is missing gets its NCT id as title and no category)
-    updated       the feed's `updated`; the newest entry's time if that is later
+    updated       the feed's `updated`; the newest entry's (registry) date if that is later
     labels        optional human labels of subtype tags, for the categories' `label`
 
     Raises ValueError for a negative limit, an empty id, title or URL, or an event without
@@ -111,7 +117,7 @@ def atom_feed(*, feed_id: str, title: str, self_url: str, alternate_url: str,
         if not one_line(value):
             raise ValueError(f"{name} must not be empty")
     chosen = newest_first(events)[:limit]
-    feed_updated = max([_utc(updated), *(_utc(e.detected_at) for e in chosen)])
+    feed_updated = max([_utc(updated), *(posted_at(e) for e in chosen)])
 
     # Elements are built unqualified under a literal default namespace declaration: the
     # serializer's own namespace handling rejects unqualified attributes such as `rel`.
@@ -142,7 +148,8 @@ def _entry(feed: ET.Element, event: ChangeEvent, study: Study | None,
     _child(entry, "id", entry_id(event))
     _child(entry, "title", f"{name or one_line(event.nct_id)}{SEPARATOR}{sentence}",
            type="text")
-    _child(entry, "updated", rfc3339(event.detected_at))
+    _child(entry, "updated", rfc3339(posted_at(event)))
+    _child(entry, "published", rfc3339(posted_at(event)))
     _child(entry, "link", rel="alternate", type="text/html", href=study_url(event.nct_id))
     terms: dict[str, str] = {}  # cleaned term -> tag, once each, none empty
     for tag in split_list(study.subtypes if study is not None else None):
@@ -165,6 +172,8 @@ def _content(event: ChangeEvent, study: Study | None) -> str:
                  else f"Trial: {one_line(event.nct_id)}")
     if event.last_update_posted:
         lines.append(f"Registry update posted: {one_line(event.last_update_posted)}")
+    if utc_day(event.detected_at) != event.posted_on:
+        lines.append(f"Seen by the tracker: {utc_time(event.detected_at)}")
     lines.append(f"Study page: {study_url(event.nct_id)}")
     return "\n".join(lines)
 

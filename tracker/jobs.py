@@ -96,6 +96,7 @@ class Reported(Outcome):
     week: reports.Week | None = None
     folder: Path | None = None
     written: list[Path] = field(default_factory=list)
+    rewritten: list[str] = field(default_factory=list)  # earlier weeks, for changes seen late
 
 
 @dataclass(frozen=True)
@@ -177,12 +178,16 @@ def report(ctx: Context, week: reports.Week | None = None,
     now = ctx.clock()
     week = week or reports.Week.last_complete(now.astimezone(ctx.settings.timezone).date())
     folder = folder or ctx.settings.report_dir
-    written = reports.write(ctx.store, ctx.vocabulary, week, folder, now,
-                            f"{ctx.settings.public_url}/reports",
-                            templates_dir=ctx.settings.templates_dir)
+    site = ctx.settings.public_url
+    written = reports.write(ctx.store, ctx.vocabulary, week, folder, now, f"{site}/reports",
+                            templates_dir=ctx.settings.templates_dir,
+                            trial_pages=f"{site}/trials" if ctx.settings.web else None)
+    rewritten = sorted({p.stem for p in written if p.suffix == ".html"
+                        and reports.WEEK.match(p.stem) and p.stem != week.name})
+    late = f"; rewrote {', '.join(rewritten)} with changes seen late" if rewritten else ""
     return Reported(RunStatus.OK, f"report for {week.name} written to {folder}/ "
-                                  f"({len(written)} files)", week=week, folder=folder,
-                    written=written)
+                                  f"({len(written)} files{late})", week=week, folder=folder,
+                    written=written, rewritten=rewritten)
 
 
 SCHEDULED: dict[Job, Callable[[Context], Outcome]] = {

@@ -7,6 +7,7 @@
 - `ChangeEvent`: what changed, one row per change, tied to the sync that saw it.
 - `SyncRun`: every sync, successful or not, with its counts and its error.
 - `JobRun`: every run of a scheduled job, with its outcome.
+- `ReportWeek`: when each week's report was first and last written.
 
 The words stored in status and kind columns are `StrEnum`s here, so code compares with
 `RunStatus.OK`, never a bare "ok". The schema changes only through Alembic migrations
@@ -15,7 +16,7 @@ The words stored in status and kind columns are `StrEnum`s here, so code compare
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from sqlalchemy import Column, Index, Integer, LargeBinary, Text
@@ -109,12 +110,16 @@ class Study(SQLModel, table=True):
     conditions: str | None = Field(default=None, sa_column=Column(Text))
     interventions: str | None = Field(default=None, sa_column=Column(Text))
     lead_sponsor: str | None = Field(default=None, sa_column=Column(Text))
+    sponsor_class: str | None = None  # the lead sponsor's AgencyClass: INDUSTRY, NIH, OTHER...
     enrollment: int | None = None
     enrollment_type: str | None = None
     start_date: str | None = None
+    start_date_type: str | None = None  # ACTUAL or ESTIMATED; often absent on older records
     primary_completion_date: str | None = None
     completion_date: str | None = None
     first_posted: str | None = None
+    first_submitted: str | None = None  # studyFirstSubmitDate
+    status_verified: str | None = None  # statusVerifiedDate, yyyy-MM
     last_update_posted: str | None = Field(default=None, index=True)
     results_first_posted: str | None = None
     has_results: bool = False
@@ -158,8 +163,14 @@ class StudyVersion(SQLModel, table=True):
 
 
 class ChangeEvent(SQLModel, table=True):
+    """One change. `last_update_posted` is the registry's date for it (the record version's
+    lastUpdatePostDate; for a removal, the date of the registry data that no longer had the
+    study); `detected_at` is when the tracker saw it. Readers speak in the registry's date
+    (`posted_on`); operator views add the detection time."""
+
     __tablename__ = "change_event"
-    __table_args__ = (Index("ix_change_event_nct", "nct_id", "id"),)
+    __table_args__ = (Index("ix_change_event_nct", "nct_id", "id"),
+                      Index("ix_change_event_posted", "last_update_posted"))
 
     id: int | None = Field(default=None, primary_key=True)
     sync_run_id: int = Field(index=True)
@@ -173,6 +184,16 @@ class ChangeEvent(SQLModel, table=True):
     detected_at: datetime = Field(index=True)
     last_update_posted: str | None = None
     version_id: int | None = None
+
+    @property
+    def posted_on(self) -> date:
+        """The registry's date for this change; the detection date when it has none (or none
+        that reads as a date), so every change has a date to be listed under."""
+        try:
+            return date.fromisoformat((self.last_update_posted or "")[:10])
+        except ValueError:
+            seen = self.detected_at
+            return (seen.astimezone(UTC) if seen.tzinfo else seen).date()  # naive is UTC
 
 
 class SyncRun(SQLModel, table=True):
@@ -299,3 +320,18 @@ class JobRun(SQLModel, table=True):
     finished_at: datetime | None = None
     status: str = RunStatus.RUNNING  # a RunStatus
     summary: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class ReportWeek(SQLModel, table=True):
+    """When a week's report was written. A week's report is first written when its week ends;
+    changes seen after that are "seen late": they are listed in the next report, and the
+    week's page is rewritten. `last_event_id` is the newest change event when the week's
+    report was last written, so the changes seen since are those with a higher id."""
+
+    __tablename__ = "report_week"
+
+    week: str = Field(sa_column=Column(Text, primary_key=True))  # an ISO week: 2026-W47
+    first_written_at: datetime
+    last_written_at: datetime
+    last_event_id: int = Field(default=0, sa_column=Column(Integer, nullable=False,
+                                                           server_default="0"))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -39,14 +39,14 @@ from tracker.report import WEEK, Week
 from tracker.store import StudyFilter
 from tracker.tags import Vocabulary
 from tracker.text import history_url, split_list, study_url
+from tracker.times import long_date
+from tracker.views import who_can_join
 
 RADII = (50, 100, 250, 500, 1000)  # km, the choices of the "near" search
 DEFAULT_RADIUS = 250
 SITES_IN_LIST = 5  # places shown per trial in the list; its own page shows them all
 PAGE_SIZE = 25  # trials per page of the list: a page a phone can hold, quick to build
 NCT_ID = re.compile(r"^NCT\d{8}$")
-SEX_WORDS = {"ALL": "anyone", "FEMALE": "women", "MALE": "men"}
-AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+(\w+?)s?\s*$")
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,11 @@ def routes(ctx: Context, env: Environment) -> list[Route]:
         study = ctx.store.study(nct_id) if NCT_ID.match(nct_id) else None
         if study is None or study.removed_at is not None:
             raise HTTPException(404)
-        history = [{"date": long_date(e.detected_at.date()), "text": e.plain or e.summary}
-                   for e in ctx.store.changes(nct_id=nct_id)]
+        # Dated by the registry, newest first (the store's order stands within a day).
+        changes = sorted(ctx.store.changes(nct_id=nct_id), key=lambda e: e.posted_on,
+                         reverse=True)
+        history = [{"date": long_date(e.posted_on), "iso": e.posted_on.isoformat(),
+                    "text": e.plain or e.summary} for e in changes]
         info = card(study, ctx.vocabulary, site_places(study, None))
         return render("trial.html", title=study.brief_title or nct_id, trial=info,
                       history=history)
@@ -215,33 +218,6 @@ def card(study: Study, vocabulary: Vocabulary, sites: list[SitePlace]) -> dict[s
     }
 
 
-def who_can_join(study: Study) -> str:
-    """ "Anyone aged 18 to 80 years. Adults only." """
-    people = SEX_WORDS.get((study.sex or "ALL").upper(), "anyone")
-    low, high = _age(study.minimum_age), _age(study.maximum_age)
-    if low and high:
-        low_n, low_unit = low
-        high_n, high_unit = high
-        ages = f"aged {low_n} to {high_n} {high_unit}" if low_unit == high_unit \
-            else f"aged {low_n} {low_unit} to {high_n} {high_unit}"
-    elif low:
-        ages = f"aged {low[0]} {low[1]} or older"
-    elif high:
-        ages = f"up to {high[0]} {high[1]} old"
-    else:
-        ages = "of any age"
-    children = "Children can take part." if study.children else "Adults only."
-    return f"{people.capitalize()} {ages}. {children}"
-
-
-def _age(text: str | None) -> tuple[str, str] | None:
-    """ "18 Years" -> ("18", "years"); "1 Month" -> ("1", "months"); None if unreadable."""
-    found = AGE.match(text or "")
-    if not found:
-        return None
-    return found.group(1), found.group(2).lower() + "s"
-
-
 def site_places(study: Study, near: Place | None) -> list[SitePlace]:
     """The study's recruiting places (city, country), one per city. Near a place: each with
     its distance in whole km, nearest first, places without coordinates last."""
@@ -281,11 +257,6 @@ def latest_report(folder: Path) -> dict[str, str]:
     start = Week.parse(weeks[0]).start.date()
     return {"url": f"/reports/{weeks[0]}.html",
             "label": f"The latest weekly report (the week of {long_date(start)})"}
-
-
-def long_date(day: date) -> str:
-    """3 December 2026."""
-    return f"{day.day} {day:%B %Y}"
 
 
 def when(moment: datetime | None) -> str | None:

@@ -10,28 +10,29 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment
 from markupsafe import Markup
 
-from tracker import charts, templating
+from tracker import charts, figures, templating
 from tracker.errors import BadWeek, WriteError
 from tracker.feeds import atom_feed, events_for_subtype
 from tracker.matching import STOPPED
 from tracker.models import ChangeEvent, ChangeKind, Study
 from tracker.notify import freshness
-from tracker.record import phases_label, status_label
+from tracker.record import site_key, status_label
 from tracker.store import Store
 from tracker.tags import Vocabulary
 from tracker.text import split_list as split
 from tracker.text import study_url
-from tracker.times import utc_time
-from tracker.views import overdue
+from tracker.times import as_utc, long_date, utc_time
+from tracker.views import who_can_join
 
 WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 
@@ -55,7 +56,11 @@ class Week:
 
     @classmethod
     def last_complete(cls, today: date) -> Week:
-        year, number, _ = (today - timedelta(days=7)).isocalendar()
+        return cls.of(today - timedelta(days=7))
+
+    @classmethod
+    def of(cls, day: date) -> Week:
+        year, number, _ = day.isocalendar()
         return cls(year, number)
 
     @property
@@ -72,41 +77,68 @@ class Week:
         return self.start + timedelta(days=7)
 
 
-def collect(store: Store, vocabulary: Vocabulary, week: Week, now: datetime) -> dict[str, Any]:
-    """Everything the report shows, as plain JSON-able data."""
-    studies = {s.nct_id: s for s in store.iter_studies()}
-    events = [e for e in reversed(store.changes(since=week.start)) if e.detected_at < week.end]
-    named = store.studies(e.nct_id for e in events)
-    new = [e for e in events if e.kind == ChangeKind.NEW]
-    results = [e for e in events if e.kind == ChangeKind.RESULTS_POSTED]
+def collect(store: Store, vocabulary: Vocabulary, week: Week, now: datetime, *,
+            trial_pages: str | None = None) -> dict[str, Any]:
+    """Everything the report shows, as plain JSON-able data. `trial_pages` is the base URL of
+    the site's trial pages (".../trials"); without it trials link to ClinicalTrials.gov."""
+    studies = list(store.iter_studies())
+    first, end = week.start.date(), week.end.date()
+    events = sorted(store.changes(posted_from=first, posted_before=end),
+                    key=lambda e: (e.posted_on, e.id or 0))
+    late = seen_late(store, week)
+    named = store.studies({e.nct_id for e in [*events, *late]})
+    link = _linker(trial_pages)
+
+    new = sorted((s for s in studies if _within(s.first_posted, first, end)),
+                 key=lambda s: (s.first_posted or "", s.nct_id))
+    new_ids = {s.nct_id for s in new}
+    newly_tracked = [e for e in events if e.kind == ChangeKind.NEW and e.nct_id not in new_ids]
+    results = _results(studies, events, first, end, named, link, vocabulary)
     stopped = [e for e in events if e.kind == ChangeKind.STATUS and e.field == "overallStatus"
                and json.loads(e.new_value or "null") in STOPPED]
-    changed = {e.nct_id for e in events if e.kind != ChangeKind.NEW}
-    recruiting = [s for s in studies.values() if s.recruiting]
+    changes = [e for e in events if e.kind not in (ChangeKind.NEW, ChangeKind.RESULTS_POSTED)]
+    changed = {e.nct_id for e in changes}
+    posted = store.versions_posted(first, end)
+    current = {s.nct_id: s for s in studies}
+    updated = [{**_trial(current[n], link, vocabulary), "date": day} for n, day in sorted(
+        posted.items(), key=lambda item: (item[1], item[0]))
+        if n in current and n not in changed and n not in new_ids]
+    recruiting = [s for s in studies if s.recruiting]
+    completed = [s for s in studies if s.overall_status == "COMPLETED"]
     fresh = freshness(store, now)
+    coverage = _coverage(store.watching_since(), week)
+    figures_ = [
+        figures.recruiting_by_subtype(recruiting, vocabulary),
+        figures.recruiting_by_country(recruiting),
+        figures.by_phase(studies),
+        figures.by_therapy(studies, vocabulary),
+        figures.per_quarter(studies),
+        figures.sponsor_types(studies),
+        figures.wait_to_recruit(studies),
+        figures.enrolment(completed, store.earliest_records(s.nct_id for s in completed)),
+    ]
     return {
         "week": week.name,
-        "start": week.start.date().isoformat(),
-        "end": (week.end - timedelta(days=1)).date().isoformat(),
+        "start": first.isoformat(),
+        "end": (end - timedelta(days=1)).isoformat(),
         "generated_at": now.isoformat(timespec="seconds"),
+        "coverage": coverage,
         "headline": {"tracked": len(studies), "recruiting": len(recruiting), "new": len(new),
                      "changed": len(changed), "results_posted": len(results),
-                     "stopped": len(stopped)},
-        "new_trials": [_trial(named.get(e.nct_id), e.nct_id) for e in new],
-        "changes": _by_kind(events, named),
-        "recruiting_by_subtype": _count_tags(recruiting, "subtypes",
-                                             list(vocabulary.subtypes), vocabulary),
-        "recruiting_by_country": Counter(
-            c for s in recruiting for c in split(s.recruiting_countries)).most_common(),
-        "subtype_by_status": _subtype_by_status(studies.values(), vocabulary),
-        "by_phase": Counter(phases_label(split(s.phases) or None)
-                            for s in studies.values()).most_common(),
-        "by_therapy": _count_tags(studies.values(), "therapies", vocabulary.therapy_names,
-                                  vocabulary),
-        "new_per_quarter": _per_quarter(studies.values()),
-        "results_overdue": [_trial(s, s.nct_id) for s in sorted(
-            studies.values(), key=lambda s: s.primary_completion_date or "")
-            if overdue(s, now.date())],
+                     "stopped": len({e.nct_id for e in stopped}), "seen_late": len(late)},
+        "new_trials": [{**_trial(s, link, vocabulary), "date": s.first_posted} for s in new],
+        "newly_tracked": [{**_trial(named.get(e.nct_id), link, vocabulary, e.nct_id),
+                           "date": e.posted_on.isoformat()} for e in newly_tracked],
+        "results": results,
+        "changes": _by_kind(changes, named, link),
+        "updated": updated,
+        "seen_late": [_change(e, named, link) for e in late],
+        "recruiting": recruiting_now(recruiting, events, vocabulary, link),
+        "figures": [f.as_dict() for f in figures_],
+        "subtype_by_status": figures.subtype_by_status(studies, vocabulary),
+        "results_overdue": [{**o, "url": link(o["nct_id"]),
+                             "registry_url": study_url(o["nct_id"])}
+                            for o in figures.overdue_results(studies, now.date())],
         "freshness": {"data_timestamp": fresh.data_timestamp,
                       "last_success": fresh.last_success.isoformat(timespec="minutes")
                       if fresh.last_success else None,
@@ -117,63 +149,174 @@ def collect(store: Store, vocabulary: Vocabulary, week: Week, now: datetime) -> 
     }
 
 
-def _trial(study: Study | None, nct_id: str) -> dict[str, Any]:
+def seen_late(store: Store, week: Week) -> list[ChangeEvent]:
+    """Changes the tracker saw during `week` that the registry posted in an earlier week and
+    that were not in that week's report when it was first written (or it never was)."""
+    written = store.report_weeks()
+    late = []
+    for event in store.changes(since=week.start):
+        if as_utc(event.detected_at) >= week.end or event.posted_on >= week.start.date():
+            continue
+        own = written.get(Week.of(event.posted_on).name)
+        if own is None or as_utc(event.detected_at) > as_utc(own.first_written_at):
+            late.append(event)
+    return sorted(late, key=lambda e: (e.posted_on, e.id or 0))
+
+
+def _coverage(since: date | None, week: Week) -> dict[str, Any]:
+    """Which sections are complete for `week`. The registry's own dates (first posted,
+    results posted) always are; what changed is known only for updates posted after the
+    registry day of the tracker's first sync (`since`)."""
+    if since is not None and since < week.start.date():
+        return {"watching_since": since.isoformat(), "complete": True, "note": ""}
+    started = (f"The tracker started watching on {long_date(since)}, "
+               f"{'during' if since < week.end.date() else 'after'} this week"
+               if since else "The tracker has not finished a sync yet")
+    return {"watching_since": since.isoformat() if since else None, "complete": False,
+            "note": f"{started}: new trials and first results are complete (they come from "
+                    "the registry's own dates), but changes are partial. Trials updated "
+                    "before then are listed with how they stand now, without what changed."}
+
+
+def _within(day: str | None, first: date, end: date) -> bool:
+    try:
+        return first <= date.fromisoformat((day or "")[:10]) < end
+    except ValueError:
+        return False  # a partial or unreadable date is not in any one week
+
+
+def _linker(trial_pages: str | None) -> Callable[[str], str]:
+    if trial_pages is None:
+        return study_url
+    base = trial_pages.rstrip("/")
+    return lambda nct_id: f"{base}/{quote(nct_id, safe='')}"
+
+
+def _trial(study: Study | None, link: Callable[[str], str], vocabulary: Vocabulary,
+           nct_id: str | None = None) -> dict[str, Any]:
+    nct_id = study.nct_id if study else (nct_id or "")
+    tags = split(study.subtypes) if study else []
     return {"nct_id": nct_id, "title": study.brief_title if study else nct_id,
             "status": status_label(study.overall_status) if study else "",
-            "subtypes": split(study.subtypes) if study else [],
-            "therapies": split(study.therapies) if study else [],
-            "url": study_url(nct_id)}
+            "subtype_tags": tags, "subtypes": [vocabulary.label(t) for t in tags],
+            "therapies": [vocabulary.label(t) for t in split(study.therapies)] if study else [],
+            "url": link(nct_id), "registry_url": study_url(nct_id)}
 
 
-def _by_kind(events: list[ChangeEvent], studies: dict[str, Study]) -> dict[str, list[Any]]:
+def _results(studies: list[Study], events: list[ChangeEvent], first: date, end: date,
+             named: dict[str, Study], link: Callable[[str], str],
+             vocabulary: Vocabulary) -> list[dict[str, Any]]:
+    """Trials whose results were first posted in the week: from the registry's date, and from
+    changes seen (a results date the record does not carry yet)."""
+    found: dict[str, tuple[Study | None, str | None]] = {
+        s.nct_id: (s, s.results_first_posted) for s in studies
+        if _within(s.results_first_posted, first, end)}
+    for event in events:
+        if event.kind == ChangeKind.RESULTS_POSTED and event.nct_id not in found:
+            found[event.nct_id] = (named.get(event.nct_id), event.posted_on.isoformat())
+    return [{**_trial(study, link, vocabulary, nct_id), "date": day}
+            for nct_id, (study, day) in sorted(found.items(), key=lambda i: (i[1][1] or "",
+                                                                              i[0]))]
+
+
+def _change(event: ChangeEvent, studies: dict[str, Study],
+            link: Callable[[str], str]) -> dict[str, Any]:
+    """A change with the day the registry posted it, and the day the tracker saw it when
+    that was after the week it was posted in."""
+    study = studies.get(event.nct_id)
+    seen = as_utc(event.detected_at).date()
+    week = Week.of(event.posted_on)
+    return {"nct_id": event.nct_id, "title": study.brief_title if study else event.nct_id,
+            "plain": event.plain or event.summary, "summary": event.summary,
+            "kind": event.kind, "date": event.posted_on.isoformat(),
+            "seen": seen.isoformat() if seen >= week.end.date() or seen < week.start.date()
+            else None,
+            "url": link(event.nct_id), "registry_url": study_url(event.nct_id)}
+
+
+def _by_kind(events: list[ChangeEvent], studies: dict[str, Study],
+             link: Callable[[str], str]) -> dict[str, list[Any]]:
     grouped: dict[str, list[Any]] = {}
     for event in events:
-        if event.kind == ChangeKind.NEW:
-            continue
-        study = studies.get(event.nct_id)
-        grouped.setdefault(event.kind, []).append({
-            "nct_id": event.nct_id, "title": study.brief_title if study else event.nct_id,
-            "plain": event.plain or event.summary, "summary": event.summary,
-            "date": event.detected_at.date().isoformat(),
-            "url": study_url(event.nct_id)})
-    return grouped
+        grouped.setdefault(event.kind, []).append(_change(event, studies, link))
+    return {kind: grouped[kind] for kind in KIND_TITLES if kind in grouped}
 
 
-def _count_tags(studies: Any, column: str, order: list[str],
-                vocabulary: Vocabulary) -> list[tuple[str, int]]:
-    counts = Counter(tag for s in studies for tag in split(getattr(s, column)))
-    return [(vocabulary.label(tag), counts[tag]) for tag in order if counts[tag]]
+def recruiting_now(recruiting: list[Study], events: list[ChangeEvent], vocabulary: Vocabulary,
+                   link: Callable[[str], str]) -> dict[str, Any]:
+    """Each recruiting trial with who can join and where, and two indexes into them: by kind
+    of myositis and by country. Sites added in the week are marked new."""
+    added: dict[str, set[str]] = {}
+    for event in events:
+        if event.kind == ChangeKind.SITE_ADDED and event.new_value:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                added.setdefault(event.nct_id, set()).add(site_key(json.loads(event.new_value)))
+    trials = [_recruiting_trial(s, added.get(s.nct_id, set()), vocabulary, link)
+              for s in sorted(recruiting, key=lambda s: (s.brief_title.casefold(), s.nct_id))]
+    kinds = []
+    for tag in [*vocabulary.subtypes, ""]:
+        mine = [t for t in trials if (tag in t["subtype_tags"]) or (not tag and
+                                                                    not t["subtype_tags"])]
+        if mine:
+            kinds.append({"tag": tag or "none", "anchor": f"kind-{tag or 'none'}",
+                          "label": vocabulary.label(tag) if tag else "Kind not stated",
+                          "trials": [_entry(t) for t in mine]})
+    countries: dict[str, list[dict[str, Any]]] = {}
+    for trial in trials:
+        for place in trial["places"]:
+            countries.setdefault(place["country"], []).append(
+                {**_entry(trial), "cities": [c["city"] for c in place["cities"]],
+                 "new": any(c["new"] for c in place["cities"])})
+    return {
+        "trials": trials,
+        "by_kind": kinds,
+        "by_country": [{"country": name, "anchor": "in-" + _slug(name), "trials": entries}
+                       for name, entries in sorted(countries.items(),
+                                                   key=lambda i: i[0].casefold())],
+    }
 
 
-def _subtype_by_status(studies: Any, vocabulary: Vocabulary) -> dict[str, Any]:
-    statuses: Counter[str] = Counter()
-    table: dict[str, Counter[str]] = {}
-    for study in studies:
-        status = status_label(study.overall_status)
-        statuses[status] += 1
-        for tag in split(study.subtypes):
-            table.setdefault(tag, Counter())[status] += 1
-    columns = [s for s, _ in statuses.most_common()]
-    rows = [[vocabulary.label(tag), *[table[tag][c] for c in columns]]
-            for tag in vocabulary.subtypes if tag in table]
-    return {"columns": columns, "rows": rows}
+def _entry(trial: dict[str, Any]) -> dict[str, Any]:
+    return {"nct_id": trial["nct_id"], "title": trial["title"], "anchor": trial["anchor"],
+            "subtypes": trial["subtypes"], "countries": [p["country"] for p in trial["places"]]}
 
 
-def _per_quarter(studies: Any) -> list[tuple[str, int]]:
-    counts: Counter[tuple[int, int]] = Counter()
-    for study in studies:
-        if study.first_posted and len(study.first_posted) >= 7:
-            year, month = int(study.first_posted[:4]), int(study.first_posted[5:7])
-            counts[(year, (month - 1) // 3 + 1)] += 1
-    if not counts:
-        return []
-    first, last = min(counts), max(counts)
-    out = []
-    year, quarter = first
-    while (year, quarter) <= last:
-        out.append((f"{year}-Q{quarter}", counts[(year, quarter)]))
-        year, quarter = (year + 1, 1) if quarter == 4 else (year, quarter + 1)
-    return out
+def _recruiting_trial(study: Study, added: set[str], vocabulary: Vocabulary,
+                      link: Callable[[str], str]) -> dict[str, Any]:
+    sites = json.loads(study.recruiting_sites) if study.recruiting_sites else []
+    places: dict[str, dict[str, list[str]]] = {}
+    new: dict[tuple[str, str], bool] = {}
+    for site in sites:
+        country = " ".join(str(site.get("country") or "Country not given").split())
+        city = " ".join(str(site.get("city") or "City not given").split())
+        facilities = places.setdefault(country, {}).setdefault(city, [])
+        facility = " ".join(str(site.get("facility") or "").split())
+        if facility and facility not in facilities:
+            facilities.append(facility)
+        if site_key(site) in added:
+            new[(country, city)] = True
+    tags = split(study.subtypes)
+    return {
+        "nct_id": study.nct_id, "anchor": f"trial-{_slug(study.nct_id)}",
+        "title": study.brief_title or study.nct_id,
+        "url": link(study.nct_id), "registry_url": study_url(study.nct_id),
+        "subtype_tags": tags, "subtypes": [vocabulary.label(t) for t in tags],
+        "therapies": [vocabulary.label(t) for t in split(study.therapies)],
+        "who": who_can_join(study), "children": bool(study.children),
+        "min_age_years": study.min_age_years, "max_age_years": study.max_age_years,
+        "sites": len(sites), "new_sites": sum(1 for s in sites if site_key(s) in added),
+        "places": [{"country": country, "anchor": "in-" + _slug(country),
+                    "cities": [{"city": city, "facilities": facilities,
+                                "new": new.get((country, city), False)}
+                               for city, facilities in sorted(
+                                   cities.items(), key=lambda i: i[0].casefold())]}
+                   for country, cities in sorted(places.items(),
+                                                 key=lambda i: i[0].casefold())],
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "x"
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -183,12 +326,21 @@ def _environment(templates_dir: Path | None = None) -> Environment:
     env.filters["md"] = markdown_escape
     env.filters["stamp"] = stamp
     env.filters["by_year"] = by_year
+    env.filters["day"] = day
     return env
 
 
 def stamp(value: str | None, missing: str = "never") -> str:
     """An ISO timestamp as readers write it: 2026-11-21 09:00 UTC (naive ones are UTC)."""
     return utc_time(datetime.fromisoformat(value) if value else None, missing)
+
+
+def day(value: str | None) -> str:
+    """A registry date as people write it: "2026-11-21" -> "21 November 2026"."""
+    try:
+        return long_date(date.fromisoformat((value or "")[:10]))
+    except ValueError:
+        return value or "unknown date"
 
 
 def by_year(quarters: list[tuple[str, int]]) -> list[tuple[str, list[int]]]:
@@ -208,20 +360,17 @@ def markdown_escape(text: object) -> str:
 
 
 def render_html(data: dict[str, Any], templates_dir: Path | None = None) -> str:
-    figures = {
-        "recruiting_by_subtype": charts.bar_chart(
-            "Trials recruiting now, by myositis subtype", data["recruiting_by_subtype"]),
-        "recruiting_by_country": charts.bar_chart(
-            "Trials recruiting now, by country", data["recruiting_by_country"][:15]),
-        "by_phase": charts.bar_chart("All tracked trials by phase", data["by_phase"]),
-        "by_therapy": charts.bar_chart("All tracked trials by treatment class",
-                                       data["by_therapy"]),
-        "per_quarter": charts.column_chart("New trials per quarter (first posted)",
-                                           data["new_per_quarter"]),
-    }
-    safe = {key: Markup(svg) for key, svg in figures.items()}  # noqa: S704 (escaped in charts)
+    charts_ = {figure["key"]: Markup(_chart(figure))  # noqa: S704 (escaped in charts)
+               for figure in data["figures"]}
     return _environment(templates_dir).get_template("report.html").render(
-        data=data, charts=safe, kinds=KIND_TITLES)
+        data=data, charts=charts_, kinds=KIND_TITLES)
+
+
+def _chart(figure: dict[str, Any]) -> str:
+    rows = [(label, n) for label, n in figure["rows"]]
+    if figure["kind"] == "columns":
+        return charts.column_chart(figure["title"], rows)
+    return charts.bar_chart(figure["title"], rows[:15])
 
 
 def render_markdown(data: dict[str, Any], templates_dir: Path | None = None) -> str:
@@ -234,34 +383,62 @@ def render_index(weeks: list[str], templates_dir: Path | None = None) -> str:
 
 
 KIND_TITLES = {
-    "status": "Recruitment and status", "results_posted": "Results posted",
-    "site_added": "New sites", "site_removed": "Sites no longer listed",
-    "dates": "Timelines", "enrollment": "Enrolment", "eligibility": "Who can take part",
-    "interventions": "Treatments", "outcomes": "What is measured", "phase": "Phase",
-    "sponsor": "Sponsors", "contacts": "Contacts", "title": "Titles",
-    "removed": "No longer tracked", "other": "Other updates",
+    "status": "Recruitment and status", "site_added": "New sites",
+    "site_removed": "Sites no longer listed", "dates": "Timelines", "enrollment": "Enrolment",
+    "eligibility": "Who can take part", "interventions": "Treatments",
+    "outcomes": "What is measured", "phase": "Phase", "sponsor": "Sponsors",
+    "contacts": "Contacts", "title": "Titles", "removed": "No longer tracked",
+    "other": "Other updates", "results_posted": "Results posted", "new": "Newly tracked",
 }
 
 
 def write(store: Store, vocabulary: Vocabulary, week: Week, out: Path, now: datetime,
-          site_url: str, templates_dir: Path | None = None) -> list[Path]:
-    """Write the week's .html, .md and .json, the index and the feeds; returns the paths.
+          site_url: str, templates_dir: Path | None = None, *,
+          trial_pages: str | None = None) -> list[Path]:
+    """Write the week's .html, .md and .json, rewrite earlier weeks' pages that gained changes
+    seen late, then the index and the feeds; returns the paths written.
 
     Templates in `templates_dir` replace the shipped ones of the same name (see
     tracker.templating); None means the shipped templates only.
     """
     _make_folder(out)
-    data = collect(store, vocabulary, week, now)
-    written = [
-        _write(out / f"{week.name}.html", render_html(data, templates_dir)),
-        _write(out / f"{week.name}.md", render_markdown(data, templates_dir)),
-        _write(out / f"{week.name}.json", json.dumps(data, indent=2, ensure_ascii=False)),
-    ]
+    written = [*_write_week(store, vocabulary, week, out, now, templates_dir, trial_pages)]
+    for late in weeks_to_rewrite(store, out, exclude=week):
+        written.extend(_write_week(store, vocabulary, late, out, now, templates_dir,
+                                   trial_pages))
     weeks = sorted((p.stem for p in out.glob("*-W*.html") if WEEK.match(p.stem)),
                    reverse=True)
     written.append(_write(out / "index.html", render_index(weeks, templates_dir)))
     written.extend(_feeds(store, vocabulary, out, now, site_url))
     return written
+
+
+def _write_week(store: Store, vocabulary: Vocabulary, week: Week, out: Path, now: datetime,
+                templates_dir: Path | None, trial_pages: str | None) -> list[Path]:
+    newest = store.newest_event_id()  # read first: a change recorded meanwhile is not lost
+    data = collect(store, vocabulary, week, now, trial_pages=trial_pages)
+    paths = [
+        _write(out / f"{week.name}.html", render_html(data, templates_dir)),
+        _write(out / f"{week.name}.md", render_markdown(data, templates_dir)),
+        _write(out / f"{week.name}.json", json.dumps(data, indent=2, ensure_ascii=False)),
+    ]
+    store.mark_report_written(week.name, now, newest)
+    return paths
+
+
+def weeks_to_rewrite(store: Store, out: Path, exclude: Week) -> list[Week]:
+    """Weeks whose page is in `out` and that the registry posted changes in which the tracker
+    saw after the page was last written (a sync that ran late, or caught up)."""
+    written = {name: row for name, row in store.report_weeks().items()
+               if name != exclude.name and (out / f"{name}.html").exists()}
+    if not written:
+        return []
+    stale = set()
+    for event in store.events_after(min(row.last_event_id for row in written.values())):
+        name = Week.of(event.posted_on).name
+        if name in written and (event.id or 0) > written[name].last_event_id:
+            stale.add(name)
+    return [Week.parse(name) for name in sorted(stale)]
 
 
 def _feeds(store: Store, vocabulary: Vocabulary, out: Path, now: datetime,

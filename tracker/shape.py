@@ -73,6 +73,7 @@ SHAPE: Shape = {
         "identificationModule": Required({"nctId": Required(NCT_NUMBER), "briefTitle": TEXT,
                                           "officialTitle": TEXT, "acronym": TEXT}),
         "statusModule": {"overallStatus": TEXT, "lastKnownStatus": TEXT, "whyStopped": TEXT,
+                         "statusVerifiedDate": DATE, "studyFirstSubmitDate": DATE,
                          **dict.fromkeys(DATE_STRUCTS, DATE_STRUCT)},
         "sponsorCollaboratorsModule": {"leadSponsor": SPONSOR, "collaborators": [SPONSOR],
                                        "responsibleParty": OBJECT},

@@ -7,12 +7,13 @@ should be is decided by the sync (`tracker.sync`), which hands the rows here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -25,10 +26,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tracker.database import Database
-from tracker.models import ChangeEvent, Study, StudyVersion
+from tracker.models import ChangeEvent, ReportWeek, RunStatus, Study, StudyVersion, SyncRun
 from tracker.text import JOINER
+from tracker.times import as_utc
 
 BATCH = 500
 
@@ -36,6 +39,8 @@ BATCH = 500
 STUDY = Study.__table__  # type: ignore[attr-defined]
 VERSION = StudyVersion.__table__  # type: ignore[attr-defined]
 EVENT = ChangeEvent.__table__  # type: ignore[attr-defined]
+REPORT_WEEK = ReportWeek.__table__  # type: ignore[attr-defined]
+SYNC_RUN = SyncRun.__table__  # type: ignore[attr-defined]
 
 
 def compress(record: dict[str, Any]) -> bytes:
@@ -110,13 +115,21 @@ class Store:
 
     def changes(self, *, since: datetime | None = None, nct_id: str | None = None,
                 kinds: Sequence[str] = (), limit: int | None = None,
-                where: StudyFilter | None = None) -> list[ChangeEvent]:
-        """Newest sync first; within a sync, the order the diff reported them."""
+                where: StudyFilter | None = None, posted_from: date | None = None,
+                posted_before: date | None = None) -> list[ChangeEvent]:
+        """Newest sync first; within a sync, the order the diff reported them.
+
+        `since` narrows by when the tracker recorded a change (operator views);
+        `posted_from` (inclusive) and `posted_before` (exclusive) by the registry's date."""
         query = select(EVENT).order_by(EVENT.c.sync_run_id.desc(), EVENT.c.id)
         if where is not None and where.active:
             query = query.join(STUDY, STUDY.c.nct_id == EVENT.c.nct_id).where(*where.clauses())
         if since is not None:
             query = query.where(EVENT.c.detected_at >= since)
+        if posted_from is not None:
+            query = query.where(EVENT.c.last_update_posted >= posted_from.isoformat())
+        if posted_before is not None:
+            query = query.where(EVENT.c.last_update_posted < posted_before.isoformat())
         if nct_id:
             query = query.where(EVENT.c.nct_id == nct_id)
         if kinds:
@@ -131,6 +144,80 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(EVENT).where(EVENT.c.id > after_id).order_by(EVENT.c.id))
             return [ChangeEvent(**row) for row in rows.mappings()]
+
+    def newest_event_id(self) -> int:
+        """The id of the newest change event; 0 when there is none."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(EVENT.c.id), 0))
+                                    ).scalar_one())
+
+    def versions_posted(self, start: date, end: date) -> dict[str, str]:
+        """nct_id -> the newest registry update date within [start, end) among the stored
+        versions of each tracked study: what the registry updated in those days, even for a
+        study the tracker holds only a baseline of (so no change event)."""
+        query = (select(VERSION.c.nct_id, func.max(VERSION.c.last_update_posted))
+                 .join(STUDY, STUDY.c.nct_id == VERSION.c.nct_id)
+                 .where(STUDY.c.removed_at.is_(None),
+                        VERSION.c.last_update_posted >= start.isoformat(),
+                        VERSION.c.last_update_posted < end.isoformat())
+                 .group_by(VERSION.c.nct_id))
+        with self.engine.connect() as conn:
+            return {str(nct_id): str(posted) for nct_id, posted in conn.execute(query)}
+
+    def earliest_records(self, nct_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Each study's oldest stored record (as first seen: planned enrolment, dates...);
+        studies without a stored version are left out."""
+        ids = sorted(set(nct_ids))
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), BATCH):
+                chunk = ids[start:start + BATCH]
+                oldest = (select(func.min(VERSION.c.id)).where(VERSION.c.nct_id.in_(chunk))
+                          .group_by(VERSION.c.nct_id))
+                rows = conn.execute(select(VERSION.c.nct_id, VERSION.c.record)
+                                    .where(VERSION.c.id.in_(oldest)))
+                out.update((str(nct_id), decompress(blob)) for nct_id, blob in rows)
+        return out
+
+    def watching_since(self) -> date | None:
+        """The registry day the tracker's first successful sync saw (its data timestamp, else
+        the day it ran): changes posted after it were all seen as changes."""
+        query = (select(SYNC_RUN.c.data_timestamp, SYNC_RUN.c.started_at)
+                 .where(SYNC_RUN.c.status == RunStatus.OK).order_by(SYNC_RUN.c.id).limit(1))
+        with self.engine.connect() as conn:
+            first = conn.execute(query).first()
+        if first is None:
+            return None
+        with contextlib.suppress(TypeError, ValueError):
+            return date.fromisoformat(str(first.data_timestamp)[:10])
+        return as_utc(first.started_at).date()
+
+    # --- the weekly report's record of what it wrote --------------------------------------
+
+    def report_week(self, week: str) -> ReportWeek | None:
+        """When `week`'s report ("2026-W47") was written; None if it never was."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(REPORT_WEEK).where(REPORT_WEEK.c.week == week)
+                               ).mappings().first()
+        return _report_week(row) if row else None
+
+    def report_weeks(self) -> dict[str, ReportWeek]:
+        """Every week whose report was written, by week."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(REPORT_WEEK).order_by(REPORT_WEEK.c.week)).mappings()
+            return {row["week"]: _report_week(row) for row in rows}
+
+    def mark_report_written(self, week: str, now: datetime, last_event_id: int) -> None:
+        """Record that `week`'s report was written at `now`, covering events up to
+        `last_event_id`: the first time sets both times, later times only the last one."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(REPORT_WEEK).values(
+            week=week, first_written_at=now, last_written_at=now, last_event_id=last_event_id)
+        statement = statement.on_conflict_do_update(
+            index_elements=[REPORT_WEEK.c.week],
+            set_={"last_written_at": now, "last_event_id": last_event_id})
+        with self.engine.begin() as conn:
+            conn.execute(statement)
 
     def studies(self, nct_ids: Iterable[str]) -> dict[str, Study]:
         ids = sorted(set(nct_ids))
@@ -202,6 +289,13 @@ class Store:
                         if tag:
                             counts[group][tag] = counts[group].get(tag, 0) + 1
         return counts
+
+
+def _report_week(row: Any) -> ReportWeek:
+    """A stored row with its times in UTC (SQLite hands them back without a zone)."""
+    return ReportWeek(week=row["week"], first_written_at=as_utc(row["first_written_at"]),
+                      last_written_at=as_utc(row["last_written_at"]),
+                      last_event_id=int(row["last_event_id"]))
 
 
 @dataclass(frozen=True)

@@ -319,15 +319,25 @@ def _apply_removals(tx: Transaction, staging: Staging, removals: Removals, stage
         tx.mark_removed(gone, now)
         if not stager.baseline:
             rows = []
+            posted = removal_posted(data_timestamp, now)
             for nct_id in gone:
                 change = differ.removed_study(nct_id, removals.remove[nct_id])
-                rows.append({**_event_row(nct_id, None, change, explain(change)),
+                rows.append({**_event_row(nct_id, posted, change, explain(change)),
                              "sync_run_id": run_id, "detected_at": now, "version_id": None})
             tx.add_events(rows)
             stager.counts.events += len(rows)
     staging.release(tx, [*removals.release, *gone])
     if removals.hold:
         staging.hold(tx, removals.hold, data_timestamp, run_id, now)
+
+
+def removal_posted(data_timestamp: str | None, now: datetime) -> str:
+    """The registry date of a removal: the day of the registry data that no longer had the
+    study ("2026-11-21T09:00:05" -> "2026-11-21"), or the detection day if that is unreadable."""
+    try:
+        return date.fromisoformat((data_timestamp or "")[:10]).isoformat()
+    except ValueError:
+        return now.date().isoformat()
 
 
 def _count(result: SyncResult, stager: _Stager, listed: int, removals: Removals) -> None:

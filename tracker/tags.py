@@ -390,21 +390,26 @@ def results_overdue(status: str | None, has_results: bool, primary_completion: s
     """An interventional study completed more than 12 months ago (by its primary completion,
     else completion date) with no results posted. A partial date counts from the end of the
     period it names. Observational studies are not expected to post results here."""
+    deadline = results_deadline(status, has_results, primary_completion, completion,
+                                study_type)
+    return deadline is not None and today > deadline
+
+
+def results_deadline(status: str | None, has_results: bool, primary_completion: str | None,
+                     completion: str | None,
+                     study_type: str | None = "INTERVENTIONAL") -> date | None:
+    """The day results fall due (12 months after completion) for a completed interventional
+    study without results; None when none are expected or the date cannot be read."""
     if status != "COMPLETED" or has_results or study_type != "INTERVENTIONAL":
-        return False
+        return None
     when = primary_completion or completion
-    if not when:
-        return False
-    end = _period_end(when)
-    if end is None:
-        return False
-    if end.year >= date.max.year:
-        return False  # a year no one will reach; date() cannot count past it
+    end = _period_end(when) if when else None
+    if end is None or end.year >= date.max.year:
+        return None  # unreadable, or a year no one will reach (date() cannot count past it)
     try:
-        deadline = end.replace(year=end.year + 1)
+        return end.replace(year=end.year + 1)
     except ValueError:  # 29 February
-        deadline = end.replace(year=end.year + 1, day=28)
-    return today > deadline
+        return end.replace(year=end.year + 1, day=28)
 
 
 def _period_end(partial: str) -> date | None:

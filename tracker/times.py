@@ -5,7 +5,7 @@ Times are stored in UTC; some databases (SQLite) hand them back without their zo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 
 
 def utcnow() -> datetime:
@@ -15,6 +15,16 @@ def utcnow() -> datetime:
 def as_utc(moment: datetime) -> datetime:
     """A stored time with its zone: naive times are UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def utc_day(moment: datetime) -> date:
+    """The day a stored time falls on in UTC (naive times are UTC)."""
+    return as_utc(moment).astimezone(UTC).date()
+
+
+def long_date(day: date) -> str:
+    """A date as people write it: 3 December 2026."""
+    return f"{day.day} {day:%B %Y}"
 
 
 def utc_time(moment: datetime | None, missing: str = "never") -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, tzinfo
 from typing import Any, TextIO
@@ -17,7 +18,7 @@ from tracker.record import phases_label, status_label
 from tracker.sync import SyncResult
 from tracker.tags import Vocabulary, results_overdue
 from tracker.text import JOINER, history_url, shorten, split_list, study_url
-from tracker.times import local_time, parse_iso, utc_time
+from tracker.times import local_time, parse_iso, utc_day, utc_time
 
 EXPORT_COLUMNS = [
     "nct_id", "brief_title", "official_title", "acronym", "overall_status",
@@ -29,6 +30,8 @@ EXPORT_COLUMNS = [
     "recruiting_countries", "first_seen_at", "last_changed_at", "removed_at",
 ]
 EXTRA_COLUMNS = ["results_overdue", "url"]
+SEX_WORDS = {"ALL": "anyone", "FEMALE": "women", "MALE": "men"}
+AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+(\w+?)s?\s*$")
 # Stored "|"-joined; arrays in JSON, "|"-joined again in CSV.
 LIST_COLUMNS = {"phases", "conditions", "interventions", "countries", "subtypes", "therapies",
                 "recruiting_countries"}
@@ -68,7 +71,7 @@ def event_dict(event: ChangeEvent, study: Study | None = None) -> dict[str, Any]
         "plain": event.plain, "summary": event.summary,
         "old": json.loads(event.old_value) if event.old_value else None,
         "new": json.loads(event.new_value) if event.new_value else None,
-        "detected_at": event.detected_at.isoformat(),
+        "posted_on": event.posted_on.isoformat(), "detected_at": event.detected_at.isoformat(),
         "last_update_posted": event.last_update_posted, "sync_run_id": event.sync_run_id,
         "url": study_url(event.nct_id),
     }
@@ -79,13 +82,21 @@ def event_dict(event: ChangeEvent, study: Study | None = None) -> dict[str, Any]
     return out
 
 
+def event_when(event: ChangeEvent) -> str:
+    """The registry's date of a change, then the day the tracker recorded it when that is
+    another day: "2026-11-21 (seen 2026-12-03)"."""
+    posted, seen = event.posted_on, utc_day(event.detected_at)
+    return f"{posted:%Y-%m-%d}" + (f" (seen {seen:%Y-%m-%d})" if seen != posted else "")
+
+
 def tag_line(study: Study) -> str:
     parts = split_list(study.subtypes) + split_list(study.therapies)
     return "[" + ", ".join(parts) + "]" if parts else ""
 
 
 def event_lines(events: Iterable[ChangeEvent], studies: dict[str, Study]) -> Iterator[str]:
-    """Changes grouped by study: a heading with title and tags, then one line per change."""
+    """Changes grouped by study: a heading with title and tags, then one line per change,
+    dated by the registry (see `event_when`)."""
     current = None
     for event in events:
         if event.nct_id != current:
@@ -95,9 +106,10 @@ def event_lines(events: Iterable[ChangeEvent], studies: dict[str, Study]) -> Ite
             tags = tag_line(study) if study else ""
             yield ""
             yield f"{event.nct_id}  {title}  {tags}".rstrip()
-        yield f"  {event.detected_at:%Y-%m-%d}  {event.plain or event.summary}"
+        when = event_when(event)
+        yield f"  {when}  {event.plain or event.summary}"
         if event.plain and event.plain != event.summary:
-            yield f"              ({event.kind}: {event.summary})"
+            yield f"{'':{len(when) + 4}}({event.kind}: {event.summary})"
 
 
 def study_lines(s: Study, vocabulary: Vocabulary, today: date) -> Iterator[tuple[str, str]]:
@@ -138,6 +150,33 @@ def study_lines(s: Study, vocabulary: Vocabulary, today: date) -> Iterator[tuple
             if overdue(s, today) else "none posted"
     yield "Last update posted", s.last_update_posted or "?"
     yield "Link", study_url(s.nct_id)
+
+
+def who_can_join(study: Study) -> str:
+    """ "Anyone aged 18 to 80 years. Adults only." """
+    people = SEX_WORDS.get((study.sex or "ALL").upper(), "anyone")
+    low, high = _age(study.minimum_age), _age(study.maximum_age)
+    if low and high:
+        low_n, low_unit = low
+        high_n, high_unit = high
+        ages = f"aged {low_n} to {high_n} {high_unit}" if low_unit == high_unit \
+            else f"aged {low_n} {low_unit} to {high_n} {high_unit}"
+    elif low:
+        ages = f"aged {low[0]} {low[1]} or older"
+    elif high:
+        ages = f"up to {high[0]} {high[1]} old"
+    else:
+        ages = "of any age"
+    children = "Children can take part." if study.children else "Adults only."
+    return f"{people.capitalize()} {ages}. {children}"
+
+
+def _age(text: str | None) -> tuple[str, str] | None:
+    """ "18 Years" -> ("18", "years"); "1 Month" -> ("1", "months"); None if unreadable."""
+    found = AGE.match(text or "")
+    if not found:
+        return None
+    return found.group(1), found.group(2).lower() + "s"
 
 
 def _who(s: Study) -> str:
