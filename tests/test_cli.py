@@ -4,6 +4,7 @@ locks across processes, .env files), and those are marked slow."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -543,6 +544,31 @@ def test_the_cli_report_and_the_scheduled_report_write_the_same_week(
     for name in cli_files:
         assert (tmp_path / "by-cli" / name).read_bytes() == \
             (tmp_path / "by-job" / name).read_bytes(), name
+
+
+def test_a_report_says_which_past_weeks_it_rewrote_for_changes_seen_late(
+        env: dict[str, str], registry: Registry, tmp_path: Path) -> None:
+    env = {**env, "TRACKER_REPORT_DIR": str(tmp_path / "reports")}
+    with time_machine.travel(datetime(2026, 11, 23, 7, 0, tzinfo=UTC), tick=False):
+        invoke(env, "sync")
+        first = invoke(env, "report")  # Monday: last week, 2026-W47
+    study = copy.deepcopy(registry.studies["NCT04078230"])
+    study["protocolSection"]["statusModule"]["lastUpdatePostDateStruct"]["date"] = "2026-11-20"
+    study["protocolSection"]["statusModule"]["overallStatus"] = "COMPLETED"
+    registry.put(study)  # posted on Friday of W47, in the registry's data only on Tuesday
+    registry.data_timestamp = "2026-11-24T09:00:05"
+    with time_machine.travel(datetime(2026, 11, 24, 10, 0, tzinfo=UTC), tick=False):
+        invoke(env, "sync")
+    with time_machine.travel(datetime(2026, 11, 30, 7, 0, tzinfo=UTC), tick=False):
+        second = invoke(env, "report")
+
+    assert "Report for 2026-W47" in first.stdout and "Rewrote" not in first.stdout
+    assert "Report for 2026-W48" in second.stdout
+    assert "Rewrote 2026-W47: the registry posted changes in those weeks that were seen " \
+           "after their reports were written." in second.stdout
+    page = (tmp_path / "reports" / "2026-W47.html").read_text()
+    assert "The trial has finished" in page.split('id="changed"')[1].split("</section>")[0]
+    assert "Seen late" in (tmp_path / "reports" / "2026-W48.html").read_text()
 
 
 @pytest.mark.slow

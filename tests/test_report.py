@@ -137,8 +137,8 @@ def test_after_one_baseline_a_past_week_lists_what_the_registry_dated_in_it(
         ("NCT02803307", "2022-05-06")]
     assert results["new_trials"] == []
     updated = collect(store, VOCABULARY, Week.parse("2025-W47"), NOW)  # 20 November 2025
-    assert [(t["nct_id"], t["status"]) for t in updated["updated"]] == [
-        ("NCT00987428", "Terminated")]
+    assert [(t["nct_id"], t["status"], t["status_checked"]) for t in updated["updated"]] == [
+        ("NCT00987428", "Terminated", "September 2025")]
     assert updated["headline"]["changed"] == 0
     during = collect(store, VOCABULARY, Week.parse("2026-W47"), NOW)
     assert "during this week" in during["coverage"]["note"]

@@ -267,6 +267,9 @@ def report_command(app: App, week: str | None, out: Path | None) -> None:
     click.echo(f"Report for {outcome.week.name} written to {outcome.folder}/ "
                f"({len(outcome.written)} files: {outcome.week.name}.html, .md, .json, "
                "index.html, feed.atom and feeds/).")
+    if outcome.rewritten:
+        click.echo(f"Rewrote {', '.join(outcome.rewritten)}: the registry posted changes in "
+                   "those weeks that were seen after their reports were written.")
 
 
 @cli.command("run")

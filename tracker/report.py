@@ -100,7 +100,8 @@ def collect(store: Store, vocabulary: Vocabulary, week: Week, now: datetime, *,
     changed = {e.nct_id for e in changes}
     posted = store.versions_posted(first, end)
     current = {s.nct_id: s for s in studies}
-    updated = [{**_trial(current[n], link, vocabulary), "date": day} for n, day in sorted(
+    updated = [{**_trial(current[n], link, vocabulary), "date": day,
+                "status_checked": _month(current[n].status_verified)} for n, day in sorted(
         posted.items(), key=lambda item: (item[1], item[0]))
         if n in current and n not in changed and n not in new_ids]
     recruiting = [s for s in studies if s.recruiting]
@@ -176,6 +177,14 @@ def _coverage(since: date | None, week: Week) -> dict[str, Any]:
             "note": f"{started}: new trials and first results are complete (they come from "
                     "the registry's own dates), but changes are partial. Trials updated "
                     "before then are listed with how they stand now, without what changed."}
+
+
+def _month(partial: str | None) -> str | None:
+    """ "2026-11" (the registry's status-verified month) -> "November 2026"."""
+    try:
+        return f"{date.fromisoformat((partial or '')[:7] + '-01'):%B %Y}"
+    except ValueError:
+        return None
 
 
 def _within(day: str | None, first: date, end: date) -> bool:
