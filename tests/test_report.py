@@ -129,9 +129,10 @@ def test_after_one_baseline_a_past_week_lists_what_the_registry_dated_in_it(
     assert [t["nct_id"] for t in first_posted["new_trials"]] == ["NCT07725679"]
     assert first_posted["results"] == [] and first_posted["changes"] == {}
     assert first_posted["coverage"]["complete"] is False
-    assert first_posted["coverage"]["note"].startswith(
+    assert first_posted["coverage"]["note"] == (
         "The tracker started watching on 20 November 2026, after this week: new trials and "
-        "first results are complete")
+        "first results are complete; changes are partial (trials updated then show how they "
+        "stand now, not what changed).")
     results = collect(store, VOCABULARY, Week.parse("2022-W18"), NOW)  # 6 May 2022
     assert [(t["nct_id"], t["date"]) for t in results["results"]] == [
         ("NCT02803307", "2022-05-06")]

@@ -174,9 +174,9 @@ def _coverage(since: date | None, week: Week) -> dict[str, Any]:
                f"{'during' if since < week.end.date() else 'after'} this week"
                if since else "The tracker has not finished a sync yet")
     return {"watching_since": since.isoformat() if since else None, "complete": False,
-            "note": f"{started}: new trials and first results are complete (they come from "
-                    "the registry's own dates), but changes are partial. Trials updated "
-                    "before then are listed with how they stand now, without what changed."}
+            "note": f"{started}: new trials and first results are complete; changes are "
+                    "partial (trials updated then show how they stand now, not what "
+                    "changed)."}
 
 
 def _month(partial: str | None) -> str | None:
