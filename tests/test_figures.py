@@ -7,7 +7,7 @@ from typing import Any
 
 from tracker import figures
 from tracker.models import Study
-from tracker.tags import load_vocabulary
+from tracker.vocabulary import load_vocabulary
 
 VOCABULARY = load_vocabulary()
 TODAY = date(2026, 12, 4)

@@ -26,8 +26,9 @@ from tracker.jobs import Context
 from tracker.lock import Lock, hold
 from tracker.store import Store
 from tracker.subscribers import Preferences
-from tracker.tags import Tagger, load_vocabulary
+from tracker.tags import Tagger
 from tracker.times import utcnow
+from tracker.vocabulary import load_vocabulary
 from tracker.web import create_app
 
 TAGGER = Tagger(load_vocabulary())

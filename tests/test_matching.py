@@ -25,8 +25,8 @@ from tracker.models import ChangeEvent, Study, Subscriber
 from tracker.store import Store
 from tracker.subscribers import Preferences
 from tracker.sync import sync
-from tracker.tags import load_vocabulary
 from tracker.times import utcnow
+from tracker.vocabulary import load_vocabulary
 
 IMNM = "NCT07725679"  # IMNM trial, no sites; here registered after the baseline, open at 12+
 DM = "NCT04078230"  # DM trial, recruiting; 13 sites in the US and China, one added in Lyon

@@ -21,8 +21,9 @@ from tracker.jobs import Context
 from tracker.models import RunStatus
 from tracker.record import content_hash, summarise
 from tracker.store import Store
-from tracker.tags import Tagger, columns, load_vocabulary
+from tracker.tags import Tagger, columns
 from tracker.times import utcnow
+from tracker.vocabulary import load_vocabulary
 from tracker.web import HEADERS, create_app
 
 DATA_TIMESTAMP = "2026-11-20T09:04:33"

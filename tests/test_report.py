@@ -20,7 +20,7 @@ from tracker.errors import TrackerError
 from tracker.report import BadWeek, Week, by_year, collect, markdown_escape, stamp, write
 from tracker.store import Store
 from tracker.sync import sync
-from tracker.tags import load_vocabulary
+from tracker.vocabulary import load_vocabulary
 
 VOCABULARY = load_vocabulary()
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

@@ -42,7 +42,8 @@ from tracker.schedule import (
     run,
 )
 from tracker.store import Store
-from tracker.tags import Tagger, load_vocabulary
+from tracker.tags import Tagger
+from tracker.vocabulary import load_vocabulary
 
 PARIS = ZoneInfo("Europe/Paris")
 TAGGER = Tagger(load_vocabulary())

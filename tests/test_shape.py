@@ -26,7 +26,8 @@ from tracker.diff import diff, new_study
 from tracker.plain import explain
 from tracker.record import content_hash, summarise
 from tracker.shape import clean, problems
-from tracker.tags import Tagger, columns, load_vocabulary, results_overdue
+from tracker.tags import Tagger, columns, results_overdue
+from tracker.vocabulary import load_vocabulary
 
 Study = dict[str, Any]
 

@@ -25,8 +25,9 @@ from tracker.models import Cadence, ChangeSet, RunStatus, Subscriber
 from tracker.record import content_hash, summarise
 from tracker.store import Store
 from tracker.subscribers import Preferences
-from tracker.tags import Tagger, columns, load_vocabulary
+from tracker.tags import Tagger, columns
 from tracker.tokens import Purpose, make
+from tracker.vocabulary import load_vocabulary
 from tracker.web import create_app
 
 SECRET = "s" * 32

@@ -19,8 +19,9 @@ from tracker.models import ChangeEvent, RunStatus
 from tracker.record import content_hash, last_update_posted, summarise
 from tracker.store import Store, StudyFilter, compress
 from tracker.sync import refresh_derived, sync
-from tracker.tags import Tagger, load_vocabulary
+from tracker.tags import Tagger
 from tracker.times import as_utc
+from tracker.vocabulary import load_vocabulary
 
 DM = "NCT04078230"  # Tofacitinib in refractory DM: last update posted 2022-11-09
 IMNM = "NCT07725679"  # Efgartigimod in IMNM: last update posted 2026-07-24

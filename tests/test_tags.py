@@ -19,18 +19,8 @@ import pytest
 
 from tests.conftest import load_study
 from tracker.errors import ConfigError
-from tracker.tags import (
-    OTHER_THERAPY,
-    Evidence,
-    Tagger,
-    Vocabulary,
-    age_in_years,
-    columns,
-    load_vocabulary,
-    normalise,
-    recruiting_sites,
-    results_overdue,
-)
+from tracker.tags import Tagger, age_in_years, columns, recruiting_sites, results_overdue
+from tracker.vocabulary import OTHER_THERAPY, Evidence, Vocabulary, load_vocabulary, normalise
 
 Study = dict[str, Any]
 

@@ -24,7 +24,8 @@ from tracker.errors import TrackerError
 from tracker.jobs import Context
 from tracker.store import StudyFilter
 from tracker.sync import INTERRUPTED
-from tracker.tags import Tagger, load_vocabulary
+from tracker.tags import Tagger
+from tracker.vocabulary import load_vocabulary
 
 EXIT_INTERRUPTED = 130
 EXIT_PIPE = 141

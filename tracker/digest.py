@@ -22,9 +22,9 @@ from tracker.config import Settings
 from tracker.matching import describe, wants
 from tracker.models import ChangeEvent, MessageKind, Study, Subscriber
 from tracker.record import status_label
-from tracker.tags import Vocabulary, load_vocabulary
 from tracker.text import history_url, one_line, shorten, split_list, study_url
 from tracker.times import long_date, utc_time
+from tracker.vocabulary import Vocabulary, load_vocabulary
 
 # Long lines rather than RFC 2047 encoded words: List-Unsubscribe URLs must stay readable.
 STALE_AFTER = timedelta(days=2)  # the registry refreshes every weekday

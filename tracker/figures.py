@@ -17,8 +17,9 @@ from typing import Any
 
 from tracker.models import Study
 from tracker.record import Record, get, phases_label, status_label
-from tracker.tags import Vocabulary, results_deadline
+from tracker.tags import results_deadline
 from tracker.text import split_list
+from tracker.vocabulary import Vocabulary
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,11 @@ from tracker.subscribers import Outcome as Subscription
 from tracker.subscribers import Preferences
 from tracker.sync import Progress, SyncResult
 from tracker.sync import sync as run_sync
-from tracker.tags import Tagger, Vocabulary, load_vocabulary
+from tracker.tags import Tagger
 from tracker.times import utcnow
 from tracker.tokens import UNSUBSCRIBE_MAX_AGE, Purpose, Token, read
 from tracker.views import sync_summary
+from tracker.vocabulary import Vocabulary, load_vocabulary
 
 
 def _ignore(_message: str) -> None:

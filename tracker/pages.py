@@ -37,10 +37,10 @@ from tracker.places import Place
 from tracker.record import status_label
 from tracker.report import WEEK, Week
 from tracker.store import StudyFilter
-from tracker.tags import Vocabulary
 from tracker.text import history_url, split_list, study_url
 from tracker.times import long_date
 from tracker.views import who_can_join
+from tracker.vocabulary import Vocabulary
 
 RADII = (50, 100, 250, 500, 1000)  # km, the choices of the "near" search
 DEFAULT_RADIUS = 250

@@ -28,11 +28,11 @@ from tracker.models import ChangeEvent, ChangeKind, Study
 from tracker.notify import freshness
 from tracker.record import site_key, status_label
 from tracker.store import Store
-from tracker.tags import Vocabulary
 from tracker.text import split_list as split
 from tracker.text import study_url
 from tracker.times import as_utc, long_date, utc_time
 from tracker.views import who_can_join
+from tracker.vocabulary import Vocabulary
 
 WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 

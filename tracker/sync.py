@@ -37,9 +37,10 @@ from tracker.record import Record, content_hash, last_update_posted, summarise
 from tracker.shape import problems
 from tracker.staging import Known, Staged, Staging
 from tracker.store import BATCH, Store, Transaction, compress
-from tracker.tags import Tagger, load_vocabulary
+from tracker.tags import Tagger
 from tracker.tags import columns as tag_columns
 from tracker.times import utcnow
+from tracker.vocabulary import load_vocabulary
 
 IDS_PER_REQUEST = 100
 MASS_REMOVAL = 0.05  # removing more than this share of the tracked trials at once is suspect

@@ -16,9 +16,10 @@ from typing import Any, TextIO
 from tracker.models import ChangeEvent, Study, SyncMode, SyncRun
 from tracker.record import phases_label, status_label
 from tracker.sync import SyncResult
-from tracker.tags import Vocabulary, results_overdue
+from tracker.tags import results_overdue
 from tracker.text import JOINER, history_url, shorten, split_list, study_url
 from tracker.times import local_time, parse_iso, utc_day, utc_time
+from tracker.vocabulary import Vocabulary
 
 EXPORT_COLUMNS = [
     "nct_id", "brief_title", "official_title", "acronym", "overall_status",
