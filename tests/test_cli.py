@@ -113,7 +113,8 @@ def test_changes_lists_filters_and_exports_json(env: dict[str, str], registry: R
     assert "NCT07725679  Efgartigimod in Immune-Mediated Necrotizing Myopathy" in text.output
     # Dated by the registry (the record posted a day after the fixture's 2026-07-24), with
     # the day the tracker saw it; a removal by the day of the registry data that lacked it.
-    assert f"  2026-07-25 (seen {today})  Now recruiting\n" in text.output
+    assert (f"  2026-07-25 (seen {today})  Now recruiting: you can ask the study team about "
+            "joining\n") in text.output
     assert f"  2026-11-21 (seen {today})  No longer listed" in text.output
     assert "(status: Status: Not yet recruiting -> Recruiting)" in text.output
     assert "[imnm, fcrn]" in text.output
@@ -158,8 +159,8 @@ def test_show_prints_the_study_and_its_history(env: dict[str, str], registry: Re
     assert "Recruiting" in text
     assert "History: 2 version(s) stored, 1 change(s) recorded" in text
     today = datetime.now(UTC).date().isoformat()
-    assert (f"  2026-07-25 (seen {today})  Now recruiting  (status: Status: Not yet "
-            "recruiting -> Recruiting)") in text
+    assert (f"  2026-07-25 (seen {today})  Now recruiting: you can ask the study team about "
+            "joining  (status: Status: Not yet recruiting -> Recruiting)") in text
     assert "https://clinicaltrials.gov/study/NCT07725679" in text
     data = json.loads(invoke(env, "show", "NCT07725679", "--json").output)
     assert data["overall_status"] == "RECRUITING"
@@ -357,7 +358,7 @@ def test_show_explains_each_tag_and_where_patients_can_join(env: dict[str, str])
     assert "Who can join:        from 18 years up to 80 years (adults only)" in text
     detail = json.loads(invoke(env, "show", "NCT04078230", "--json").output)
     assert detail["tag_evidence"]["therapies"]["jak"] == [
-        ["intervention Tofacitinib", "tofacitinib"]]
+        ["intervention name", "tofacitinib"]]
     assert detail["recruiting_sites"][0]["lat"] == 39.29038
 
 
@@ -369,7 +370,8 @@ def test_changes_and_export_filter_by_tag(env: dict[str, str], registry: Registr
     invoke(env, "sync")
 
     imnm = json.loads(invoke(env, "changes", "--subtype", "imnm", "--json").output)
-    assert [(e["nct_id"], e["plain"]) for e in imnm] == [("NCT07725679", "Now recruiting")]
+    assert [(e["nct_id"], e["plain"]) for e in imnm] == [
+        ("NCT07725679", "Now recruiting: you can ask the study team about joining")]
     assert imnm[0]["subtypes"] == ["imnm"] and imnm[0]["therapies"] == ["fcrn"]
     assert "No changes recorded for these filters." in \
         invoke(env, "changes", "--therapy", "jak").output

@@ -290,19 +290,123 @@ def test_changes_are_grouped_by_trial_each_with_its_plain_sentence_and_tags(
                          "  Updated on the registry on 10 November 2022 and 12 November "
                          "2022:\n")
     assert ("  - A new site is recruiting in Lyon, France\n"
-            "    (site_added: New site: Lyon, France (Hôpital Edouard Herriot))\n") in dm
-    assert ("  - The site in Beijing, China is now recruiting\n"
-            "    (status: Site Beijing, China (China-Japan Friendship Hospital): Not yet "
-            "recruiting -> Recruiting)\n") in dm
-    assert "now: not yet recruiting" not in text
+            "  - Now recruiting at the site in Beijing, China: you can ask the study team "
+            "about joining\n") in dm
+    assert "not yet recruiting" not in text.lower()
     imnm = trial_section(text, IMNM)
     assert imnm.startswith(f"{IMNM} · Recruiting · Immune-mediated necrotizing myopathy, "
                            "FcRn blockers\n  Updated on the registry on 25 July 2026:\n"
-                           "  - Now recruiting\n")
+                           "  - Now recruiting: you can ask the study team about joining\n")
     assert f"{DM} &middot; Recruiting &middot; Dermatomyositis, JAK inhibitors" in html
     assert "<strong>A new site is recruiting in Lyon, France</strong>" in html
-    assert "<strong>The site in Beijing, China is now recruiting</strong>" in html
-    assert "<strong>Now recruiting</strong>" in html
+    assert ("<strong>Now recruiting at the site in Beijing, China: you can ask the study team "
+            "about joining</strong>") in html
+    assert "<strong>Now recruiting: you can ask the study team about joining</strong>" in html
+
+
+def test_a_subscribers_digest_shows_no_internal_codes_only_the_operators_does(
+        world: World) -> None:
+    world.subscribe("pat@example.org", changes="all")
+    world.sync(add_site(DM, LYON), set_status(IMNM, "RECRUITING"),
+               add_criterion(DM, "No prior JAK inhibitor"))
+
+    world.digests(operator=True)
+
+    [row] = world.queued()
+    text, html = bodies(parse(row))
+    kinds = re.compile(r"\b(new|removed|status|results_posted|site_added|site_removed|"
+                       r"enrollment|dates|eligibility|interventions|outcomes|phase|contacts|"
+                       r"sponsor|title|other): ")
+    for body in (text, html):
+        assert not kinds.search(body), kinds.search(body)
+        assert "New site: Lyon" not in body  # the technical summary
+        assert "Not yet recruiting -> Recruiting" not in body
+    assert "  - A new site is recruiting in Lyon, France\n  - " in text
+    [operator] = world.queued("operator")
+    technical, technical_html = bodies(parse(operator))
+    assert "    (site_added: New site: Lyon, France (Hôpital Edouard Herriot))\n" in technical
+    assert ">site_added: New site: Lyon, France (Hôpital Edouard Herriot)</span>" \
+        in technical_html
+
+
+def test_a_stopped_trial_reads_in_plain_words_with_a_line_for_those_taking_part(
+        world: World) -> None:
+    world.subscribe("pat@example.org")
+    world.sync(set_status(ASS, "TERMINATED", why="DSMB futility"))
+
+    world.digests()
+
+    [row] = world.queued()
+    text, html = bodies(parse(row))
+    section = trial_section(text, ASS)
+    assert section.startswith(f"{ASS} · Stopped early · ")
+    assert ("  - Stopped early: nobody new can join. Reason given: \u201cDSMB futility\u201d. "
+            "In plain words: ") in section
+    assert "futility means the trial was unlikely to show that the treatment works" in section
+    assert section.count("If you are taking part, talk to your study team about what this "
+                         "means for you") == 1
+    assert "Terminated" not in text and "Terminated" not in html
+    assert "&#8220;DSMB futility&#8221;" in html or "\u201cDSMB futility\u201d" in html
+
+
+def test_the_footer_names_choices_by_label_and_place_by_name_never_codes(
+        world: World) -> None:
+    seoul = (37.5665, 126.978)  # the ASS trial's one site
+    world.subscribe("named@example.org", subtypes=("ass", "iim"), near=seoul,
+                    near_label="Seoul, South Korea", changes="all")
+    world.subscribe("point@example.org", subtypes=("ass", "iim"), near=seoul, changes="all")
+    world.sync(set_status(ASS, "TERMINATED", why="Sponsor decision"))
+
+    world.digests()
+
+    rows = {row.recipient: row for row in world.queued()}
+    assert set(rows) == {"named@example.org", "point@example.org"}
+    for recipient, place in (("named@example.org", "Seoul, South Korea"),
+                             ("point@example.org", "the place you chose")):
+        text, html = bodies(parse(rows[recipient]))
+        choices = ("You receive Antisynthetase syndrome, Idiopathic inflammatory myopathy "
+                   f"(general); within 100 km of {place}; every change; weekly (Monday).")
+        assert choices in text and choices in html
+        footer = text.split("\n--\n", 1)[1]
+        assert not re.search(r"\b(ass|iim)\b", footer)
+        assert "37.5665" not in text + html and "126.978" not in text + html
+
+
+def test_the_confirmation_names_choices_by_label_and_place_by_name(world: World) -> None:
+    subscriber = world.subscribe("point@example.org", confirmed=False, subtypes=("ass",),
+                                 therapies=("b-cell",), near=(45.75, 4.85))
+    renderer = render.Renderer(world.settings)
+
+    text, html = renderer.confirmation(subscriber, f"{PUBLIC_URL}/confirm?token=t")
+
+    said = ("Antisynthetase syndrome; treatments: B-cell depletion; within 100 km of the place "
+            "you chose; changes that matter to patients; weekly (Monday)")
+    assert said in " ".join(text.split()) and said in html
+    for body in (text, html):
+        assert not re.search(r"\b(ass|b-cell)\b", body) and "45.75" not in body
+
+
+def test_a_tag_the_vocabulary_no_longer_has_is_never_shown_by_its_code(
+        world: World) -> None:
+    pat = world.subscribe("pat@example.org", subtypes=("ass",))
+    assert pat.id is not None
+    world.sync(set_status(ASS, "TERMINATED", why="Sponsor decision"))
+    shrunk = render.Renderer(world.settings)
+    vocabulary = shrunk.vocabulary
+    shrunk.vocabulary = replace(vocabulary, subtypes={k: v for k, v in
+                                                      vocabulary.subtypes.items()
+                                                      if k != "ass"})
+    [event] = [e for e in world.store.changes() if e.nct_id == ASS]
+    study = world.store.study(ASS)
+    assert study is not None and "ass" in (study.subtypes or "")
+    digest = render.Digest(pat.email, [render.Trial(study, [event])], event.id or 0, pat)
+    freshness = render.Freshness("2026-11-21T09:00:05", utcnow(), False)
+
+    text, html = shrunk.digest(digest, freshness, None)
+
+    for body in (text, html):
+        assert not re.search(r"\bass\b", body)
+    assert "You receive a choice no longer offered;" in text
 
 
 def test_each_trial_is_dated_by_the_registry_not_by_the_sync_that_saw_it(world: World) -> None:
@@ -313,7 +417,8 @@ def test_each_trial_is_dated_by_the_registry_not_by_the_sync_that_saw_it(world: 
 
     [row] = world.queued()
     text, html = bodies(parse(row))
-    assert "  Updated on the registry on 25 July 2026:\n  - Now recruiting\n" in text
+    assert ("  Updated on the registry on 25 July 2026:\n  - Now recruiting: you can ask the "
+            "study team about joining\n") in text
     assert ('<p style="margin:0 0 4px 0;font-size:13px;color:#52606d;">Updated on the '
             "registry on 25 July 2026:</p>") in html
     today = utcnow()

@@ -39,12 +39,19 @@ LYON = {"facility": "Hôpital Edouard Herriot", "status": "RECRUITING", "city": 
 PARIS = (48.8566, 2.3522)  # Paris, Notre-Dame: about 392 km from Lyon as the crow flies
 
 # The patient-facing sentences of the changes the first update makes (see `tracked`).
-STOPPED = "Stopped early: sponsor decision"
+STOPPED = ("Stopped early: nobody new can join. Reason given: \u201cSponsor decision\u201d. "
+           "In plain words: the company or group running the trial (the sponsor) decided "
+           "this. If you are taking part, talk to your study team about what this means "
+           "for you")
 RESULTS = "Results were posted"
 LYON_SITE = "A new site is recruiting in Lyon, France"
-SITE_RECRUITING = "The site in Beijing, China is now recruiting"
+SITE_RECRUITING = ("Now recruiting at the site in Beijing, China: you can ask the study team "
+                   "about joining")
 ELIGIBILITY = "Who can take part has changed"
 NEW_TRIAL = "Now listed among the tracked myositis trials"
+RECRUITING_NOW = "Now recruiting: you can ask the study team about joining"
+CLOSED = ("No longer recruiting: the trial goes on with the people already taking part, and "
+          "nobody new can join")
 
 
 # --- a tracked registry and its changes ----------------------------------------------------
@@ -151,17 +158,19 @@ def test_is_patient_change_keeps_what_matters_to_someone_joining_a_trial(
 
     assert verdicts == {
         NEW_TRIAL: True,
-        "No longer recruiting: the trial goes on with the people already enrolled": True,
+        CLOSED: True,
         LYON_SITE: True,
         SITE_RECRUITING: True,
         RESULTS: True,
         STOPPED: True,
         ELIGIBILITY: False,
-        "The site in Beijing, China is now: completed": False,
+        "The trial has finished at the site in Beijing, China: nobody new can join": False,
         "The site in Baltimore, United States is no longer listed": False,
         "Contact details changed": False,
         "Now plans to enrol 420 people (was 400)": False,
-        "Reason given for stopping: Sponsor decision: funding ended": False,
+        "Reason given for stopping: \u201cSponsor decision: funding ended\u201d. In plain "
+        "words: the company or group running the trial (the sponsor) decided this; funding "
+        "is the money to run the trial": False,
         "New title: Arimoclomol in Inclusion Body Myositis (IBM)": False,
         "No longer listed among the tracked myositis trials": False,
     }
@@ -173,7 +182,7 @@ def test_recruitment_opening_counts_for_patients(tracked: Tracked) -> None:
     tracked.registry.put(imnm)
     tracked.sync()
 
-    event = tracked.events()["Now recruiting"]
+    event = tracked.events()[RECRUITING_NOW]
     assert (event.kind, event.field) == ("status", "overallStatus")
     assert is_patient_change(event)
 
@@ -231,7 +240,7 @@ def test_recruiting_only_still_brings_news_of_recruitment_closing(tracked: Track
     dm["protocolSection"]["statusModule"]["overallStatus"] = "ACTIVE_NOT_RECRUITING"
     tracked.registry.put(dm)
     tracked.sync()
-    closed = "No longer recruiting: the trial goes on with the people already enrolled"
+    closed = CLOSED
 
     assert closed in wanted(tracked, subscriber(recruiting_only=True))
     assert closed in wanted(tracked, subscriber(recruiting_only=True, countries=("France",)))
@@ -246,6 +255,21 @@ def test_a_change_to_a_study_not_in_the_snapshot_is_never_wanted(tracked: Tracke
     event = tracked.events()[RESULTS]
 
     assert not wants(subscriber(changes="all"), None, event)
+
+
+def test_a_study_without_a_myositis_subtype_is_never_announced_to_patients() -> None:
+    # A look-alike (viral myositis, myositis ossificans...) the broad query brings in: its
+    # changes reach only the operator's digest of every change.
+    new = ChangeEvent(id=1, sync_run_id=2, nct_id=DM, kind="new", field="", summary="New study",
+                      detected_at=utcnow(), last_update_posted="2026-11-20")
+    look_alike = Study(nct_id=DM, brief_title="Influenza-associated myositis", subtypes=None,
+                       recruiting=True, children=True, content_hash="x")
+    myositis = Study(nct_id=DM, brief_title="Myositis", subtypes="iim", recruiting=True,
+                     children=True, content_hash="x")
+
+    assert wants(subscriber(), myositis, new)
+    assert not wants(subscriber(), look_alike, new)
+    assert not wants(subscriber(changes="all"), look_alike, new)
 
 
 

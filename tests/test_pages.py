@@ -18,7 +18,7 @@ from tests.records import module, sites, status_module
 from tracker import pages, runs
 from tracker.config import Settings
 from tracker.jobs import Context
-from tracker.models import RunStatus
+from tracker.models import RunStatus, Study
 from tracker.record import content_hash, summarise
 from tracker.store import Store
 from tracker.tags import Tagger, columns
@@ -220,8 +220,21 @@ def test_a_closed_trial_has_a_page_too(site: tuple[TestClient, Store]) -> None:
     client, _ = site
     page = text(client.get("/trials/NCT00987428").text)
 
-    assert "Terminated" in page and "Plasma exchange" in page
+    # The status as a patient reads it, with what it means for joining (the registry says
+    # "Terminated").
+    assert "Status Stopped early: nobody new can join" in page and "Plasma exchange" in page
     assert "No changes yet" in page
+
+
+def test_a_trials_status_says_what_it_means_for_joining(site: tuple[TestClient, Store]
+                                                         ) -> None:
+    client, _ = site
+
+    recruiting = text(client.get("/trials/NCT04078230").text)
+    listed = text(client.get("/trials").text)
+
+    assert "Status Recruiting: you can ask the study team about joining" in recruiting
+    assert "Status Recruiting: you can ask the study team about joining" in listed
 
 
 @pytest.mark.parametrize("path", ["/trials/NCT99999999", "/trials/not-an-id",
@@ -273,3 +286,18 @@ def test_a_long_list_comes_a_page_at_a_time_keeping_the_search(
     assert 'href="/trials?radius=250&amp;page=2" rel="next"' in first
     assert 'rel="prev"' not in first and 'href="/trials?radius=250&amp;page=1" rel="prev"' \
         in second
+
+
+@pytest.mark.parametrize(("status", "said"), [
+    ("ENROLLING_BY_INVITATION",
+     "Enrolling by invitation only: the study team invites people; you cannot ask to join"),
+    ("SUSPENDED", "Paused: nobody new can join for now"),
+    ("APPROVED_FOR_MARKETING", "Approved for sale, not necessarily for myositis: the US "
+     "medicines agency (FDA) approved this treatment for sale for some illness; this does "
+     "not mean it is approved for myositis"),
+])
+def test_a_trials_status_reads_as_the_patient_sentences_say_it(status: str, said: str) -> None:
+    study = Study(nct_id="NCT00000001", brief_title="A trial", overall_status=status,
+                  content_hash="", first_seen_at=utcnow(), last_changed_at=utcnow())
+
+    assert pages.card(study, load_vocabulary(), [])["status"] == said

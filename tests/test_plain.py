@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import load_study, updated
 from tests.records import module, pair, sites, status_module, without_results
 from tracker.diff import KINDS, Change, diff, new_study, removed_study
-from tracker.plain import explain
+from tracker.plain import explain, stop_glosses, treatment_name
 from tracker.record import PHASE_LABELS, STATUS_LABELS
 
 Study = dict[str, Any]
@@ -102,17 +102,24 @@ def test_a_removed_trial_is_no_longer_listed() -> None:
 # --- overall status ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("nct_id", "status", "sentence"), [
-    (NOT_YET_RECRUITING, "RECRUITING", "Now recruiting"),
-    (NOT_YET_RECRUITING, "ENROLLING_BY_INVITATION", "Enrolling by invitation only"),
-    (RECRUITING, "NOT_YET_RECRUITING", "Not recruiting yet: the trial is expected to open"),
+    (NOT_YET_RECRUITING, "RECRUITING", "Now recruiting: you can ask the study team about joining"),
+    (NOT_YET_RECRUITING, "ENROLLING_BY_INVITATION",
+     "Enrolling by invitation only: the study team invites people; you cannot ask to join"),
+    (RECRUITING, "NOT_YET_RECRUITING",
+     "Not recruiting yet: the trial is expected to open, but nobody can join yet"),
     (RECRUITING, "ACTIVE_NOT_RECRUITING",
-     "No longer recruiting: the trial goes on with the people already enrolled"),
-    (RECRUITING, "COMPLETED", "The trial has finished"),
-    (RECRUITING, "TERMINATED", "Stopped early"),
-    (RECRUITING, "SUSPENDED", "Paused"),
-    (NOT_YET_RECRUITING, "WITHDRAWN", "Withdrawn before anyone took part"),
+     "No longer recruiting: the trial goes on with the people already taking part, and nobody "
+     "new can join"),
+    (RECRUITING, "COMPLETED", "The trial has finished: nobody new can join"),
+    (RECRUITING, "TERMINATED", "Stopped early: nobody new can join. If you are taking part, "
+                               "talk to your study team about what this means for you"),
+    (RECRUITING, "SUSPENDED", "Paused: nobody new can join for now. If you are taking part, "
+                              "talk to your study team about what this means for you"),
+    (NOT_YET_RECRUITING, "WITHDRAWN", "Withdrawn: it was called off before anyone took part"),
+    (RECRUITING, "WITHHELD", "Status withheld: the sponsor has not made it public"),
 ])
-def test_each_new_status_has_its_own_sentence(nct_id: str, status: str, sentence: str) -> None:
+def test_each_new_status_says_what_it_means_for_joining(nct_id: str, status: str,
+                                                        sentence: str) -> None:
     old, new = pair(nct_id)
     status_module(new)["overallStatus"] = status
     change, text = only(old, new)
@@ -124,41 +131,130 @@ def test_unknown_status_says_the_sponsor_has_not_confirmed_it() -> None:
     old, new = pair(RECRUITING)
     status_module(new)["overallStatus"] = "UNKNOWN"
     status_module(new)["lastKnownStatus"] = "RECRUITING"
-    assert said(old, new) == "Status unknown: the sponsor has not confirmed it recently"
+    assert said(old, new) == ("Status unknown: the sponsor has not confirmed it recently, so "
+                              "it may not be open")
 
 
-def test_stopping_early_gives_the_reason_with_its_first_letter_lowered() -> None:
+@pytest.mark.parametrize(("status", "sentence"), [
+    ("AVAILABLE", "Available outside a trial (expanded access): a doctor can ask for this "
+                  "treatment for a patient who cannot join a trial"),
+    ("NO_LONGER_AVAILABLE", "No longer available outside a trial (expanded access): doctors "
+                            "can no longer ask for this treatment this way"),
+    ("TEMPORARILY_NOT_AVAILABLE", "Not available outside a trial for now (expanded access): "
+                                  "doctors cannot ask for this treatment this way at the "
+                                  "moment"),
+])
+def test_expanded_access_statuses_are_said_in_words(status: str, sentence: str) -> None:
+    old, new = pair(RECRUITING)
+    status_module(new)["overallStatus"] = status
+    text = said(old, new)
+    assert text == sentence
+    assert "expanded access" in text.lower() and "outside a trial" in text
+
+
+def test_approved_for_marketing_is_never_read_as_approved_for_myositis() -> None:
+    old = load_study(RECRUITING)
+    status_module(old)["overallStatus"] = "AVAILABLE"
+    new = updated(old)
+    status_module(new)["overallStatus"] = "APPROVED_FOR_MARKETING"
+    text = said(old, new)
+    assert text.startswith("Approved for marketing: ")
+    assert text.endswith("this does not mean it is approved for myositis")
+
+
+def test_stopping_early_quotes_the_reason_glosses_it_and_speaks_to_those_taking_part() -> None:
     old, new = pair(RECRUITING)
     status_module(new)["overallStatus"] = "TERMINATED"
     status_module(new)["whyStopped"] = "Sponsor decision"
-    assert said(old, new) == "Stopped early: sponsor decision"
+    assert said(old, new) == (
+        "Stopped early: nobody new can join. Reason given: \u201cSponsor decision\u201d. In "
+        "plain words: the company or group running the trial (the sponsor) decided this. If "
+        "you are taking part, talk to your study team about what this means for you")
 
 
-@pytest.mark.parametrize(("why", "spoken"), [
-    ("DSMB recommended stopping for futility", "DSMB recommended stopping for futility"),
-    ("COVID-19 pandemic", "COVID-19 pandemic"),
-    ("A lack of funding", "a lack of funding"),
-    ("slow enrollment", "slow enrollment"),
-    ("Insufficient number of participants", "insufficient number of participants"),
+def test_dsmb_futility_gets_a_plain_gloss() -> None:
+    old, new = pair(RECRUITING)
+    status_module(new)["overallStatus"] = "TERMINATED"
+    status_module(new)["whyStopped"] = "DSMB futility"
+    text = said(old, new)
+    assert "Reason given: \u201cDSMB futility\u201d. In plain words: " in text
+    assert "group of independent experts who keep checking the trial's safety and results" in text
+    assert "futility means the trial was unlikely to show that the treatment works" in text
+    assert text.endswith("talk to your study team about what this means for you")
+
+
+@pytest.mark.parametrize(("why", "gloss"), [
+    ("DSMB recommended stopping", "group of independent experts"),
+    ("Per DMC recommendation", "group of independent experts"),
+    ("Data Monitoring Committee advice", "group of independent experts"),
+    ("Futility at interim analysis", "futility means the trial was unlikely to show"),
+    ("Futility at interim analysis", "an interim analysis is a look at the results partway"),
+    ("Lack of efficacy", "the treatment did not seem to work well enough"),
+    ("Efficacy endpoint met early", "efficacy means how well the treatment works"),
+    ("slow enrollment", "not enough people joined the trial"),
+    ("Poor accrual", "not enough people joined the trial"),
+    ("Low recruitment rate", "not enough people joined the trial"),
+    ("Enrolment was slower than expected", "not enough people joined the trial"),
+    ("Insufficient number of participants", "not enough people joined the trial"),
+    ("No patients were enrolled", "not enough people joined the trial"),
+    ("A lack of funding", "funding is the money to run the trial"),
+    ("Business decision", "(the sponsor) decided this"),
+    ("Strategic reasons", "(the sponsor) decided this"),
+    ("Company portfolio prioritisation", "(the sponsor) decided this"),
+    ("Safety concerns", "safety is about whether the treatment could harm people"),
+    ("Serious adverse events", "adverse events are unwanted or harmful things"),
+    ("COVID-19 pandemic", "the COVID-19 pandemic made the trial hard to run"),
+    ("PI left the institution", "the doctor leading the trial left"),
+    ("Departure of the principal investigator", "the doctor leading the trial left"),
+    ("Drug supply interrupted", "there was a problem getting enough of the treatment"),
+    ("FDA clinical hold", "a clinical hold is when the US medicines agency (FDA) orders"),
+    ("Stopped by the IRB", "an ethics committee (IRB) checks that a trial is safe and fair"),
 ])
-def test_the_reason_keeps_a_leading_acronym_and_lowers_an_ordinary_word(why: str,
-                                                                       spoken: str) -> None:
+def test_common_reasons_for_stopping_get_plain_words(why: str, gloss: str) -> None:
+    assert gloss in " ".join(stop_glosses(why))
     old, new = pair(RECRUITING)
     status_module(new)["overallStatus"] = "TERMINATED"
     status_module(new)["whyStopped"] = why
-    assert said(old, new) == f"Stopped early: {spoken}"
+    text = said(old, new)
+    assert f"Reason given: \u201c{why}\u201d. In plain words: " in text
+    assert gloss in text
 
 
-def test_a_paused_or_withdrawn_trial_gives_its_reason_too() -> None:
+@pytest.mark.parametrize(("why", "fact"), [
+    ("Sponsor decision; not related to slow enrollment", "not enough people joined"),
+    ("Not due to lack of efficacy", "did not seem to work"),
+    ("Unrelated to COVID-19", "pandemic made the trial hard to run"),
+    ("Not a business decision", "decided this"),
+])
+def test_a_reason_that_denies_something_is_not_glossed_as_if_it_happened(why: str,
+                                                                        fact: str) -> None:
+    assert fact not in " ".join(stop_glosses(why))
+
+
+def test_a_denied_word_is_still_defined_because_a_definition_stays_true() -> None:
+    assert stop_glosses("Business decision, not due to safety concerns") == [
+        "the company or group running the trial (the sponsor) decided this",
+        "safety is about whether the treatment could harm people"]
+
+
+def test_an_unknown_reason_is_quoted_as_written_without_a_gloss() -> None:
     old, new = pair(RECRUITING)
     status_module(new)["overallStatus"] = "SUSPENDED"
-    status_module(new)["whyStopped"] = "Drug supply interrupted"
-    assert said(old, new) == "Paused: drug supply interrupted"
+    status_module(new)["whyStopped"] = "Awaiting protocol amendment"
+    assert said(old, new) == (
+        "Paused: nobody new can join for now. Reason given: \u201cAwaiting protocol "
+        "amendment\u201d. If you are taking part, talk to your study team about what this "
+        "means for you")
+    assert stop_glosses("Awaiting protocol amendment") == []
 
+
+def test_a_withdrawn_trial_gives_its_reason_but_no_one_is_taking_part() -> None:
     old, new = pair(NOT_YET_RECRUITING)
     status_module(new)["overallStatus"] = "WITHDRAWN"
     status_module(new)["whyStopped"] = "Funding was not obtained"
-    assert said(old, new) == "Withdrawn before anyone took part: funding was not obtained"
+    assert said(old, new) == (
+        "Withdrawn: it was called off before anyone took part. Reason given: \u201cFunding "
+        "was not obtained\u201d. In plain words: funding is the money to run the trial")
 
 
 def test_the_reason_is_read_from_the_new_record_even_when_it_did_not_change() -> None:
@@ -168,7 +264,8 @@ def test_the_reason_is_read_from_the_new_record_even_when_it_did_not_change() ->
     status_module(old)["overallStatus"] = "SUSPENDED"
     new = updated(old)
     status_module(new)["overallStatus"] = "TERMINATED"
-    assert said(old, new) == "Stopped early: insufficient number of participants"
+    assert "Reason given: \u201cInsufficient number of participants\u201d. In plain words: " \
+           "not enough people joined the trial." in said(old, new)
 
 
 def test_a_leftover_reason_is_not_given_for_a_trial_that_did_not_stop() -> None:
@@ -176,14 +273,14 @@ def test_a_leftover_reason_is_not_given_for_a_trial_that_did_not_stop() -> None:
     status_module(old)["overallStatus"] = "ACTIVE_NOT_RECRUITING"
     new = updated(old)
     status_module(new)["overallStatus"] = "COMPLETED"  # whyStopped still in the record
-    assert said(old, new) == "The trial has finished"
+    assert said(old, new) == "The trial has finished: nobody new can join"
 
 
 def test_a_resumed_trial_is_recruiting_again_with_no_stale_reason() -> None:
     old, new = pair(TERMINATED)
     status_module(new)["overallStatus"] = "RECRUITING"
     del status_module(new)["whyStopped"]
-    assert said(old, new) == "Now recruiting"
+    assert said(old, new) == "Now recruiting: you can ask the study team about joining"
 
 
 def test_without_the_records_a_stopped_trial_is_still_said_plainly() -> None:
@@ -192,15 +289,17 @@ def test_without_the_records_a_stopped_trial_is_still_said_plainly() -> None:
     status_module(new)["overallStatus"] = "TERMINATED"
     status_module(new)["whyStopped"] = "Sponsor decision"
     change, _ = only(old, new)
-    assert explain(change) == "Stopped early"
+    assert explain(change) == ("Stopped early: nobody new can join. If you are taking part, "
+                               "talk to your study team about what this means for you")
 
 
-def test_a_new_reason_for_stopping_is_given_as_written() -> None:
+def test_a_new_reason_for_stopping_is_quoted_with_its_plain_words() -> None:
     old, new = pair(TERMINATED)
     status_module(new)["whyStopped"] = "Insufficient number of participants after 2 years"
     change, text = only(old, new)
     assert change.field == "whyStopped"
-    assert text == "Reason given for stopping: Insufficient number of participants after 2 years"
+    assert text == ("Reason given for stopping: \u201cInsufficient number of participants "
+                    "after 2 years\u201d. In plain words: not enough people joined the trial")
 
 
 def test_a_changed_last_known_status_is_said_in_words() -> None:
@@ -235,13 +334,31 @@ def test_a_site_that_starts_recruiting_is_named_by_its_city() -> None:
     site_in(new, "Baltimore")["status"] = "RECRUITING"
     change, text = only(old, new)
     assert (change.kind, change.field) == ("status", "locations.status")
-    assert text == "The site in Baltimore, United States is now recruiting"
+    assert text == ("Now recruiting at the site in Baltimore, United States: you can ask the "
+                    "study team about joining")
 
 
-def test_a_site_that_stops_recruiting_says_its_new_status_in_words() -> None:
+def test_a_site_that_stops_recruiting_says_what_that_means_for_joining() -> None:
     old, new = pair(RECRUITING)
     site_in(new, "Baltimore")["status"] = "ACTIVE_NOT_RECRUITING"
-    assert said(old, new) == "The site in Baltimore, United States is now: active, not recruiting"
+    assert said(old, new) == ("No longer recruiting at the site in Baltimore, United States: "
+                              "the trial goes on with the people already taking part, and "
+                              "nobody new can join")
+
+
+@pytest.mark.parametrize("status", ["ENROLLING_BY_INVITATION", "NOT_YET_RECRUITING",
+                                    "ACTIVE_NOT_RECRUITING", "COMPLETED", "TERMINATED",
+                                    "SUSPENDED", "WITHDRAWN", "AVAILABLE"])
+def test_a_sites_status_uses_the_same_plain_words_as_a_trials(status: str) -> None:
+    trial_old, trial_new = pair(RECRUITING)
+    status_module(trial_new)["overallStatus"] = status
+    for_trial = said(trial_old, trial_new)
+    site_old, site_new = pair(RECRUITING)
+    site_in(site_new, "Baltimore")["status"] = status
+    for_site = said(site_old, site_new)
+    headline, meaning = for_trial.split(". ")[0].split(": ", 1)
+    assert for_site.startswith(f"{headline} at the site in Baltimore, United States: {meaning}")
+    assert ("talk to your study team" in for_site) == ("talk to your study team" in for_trial)
 
 
 def test_a_new_recruiting_site_says_so() -> None:
@@ -448,9 +565,9 @@ def test_a_removed_date_is_no_longer_given() -> None:
 # --- eligibility ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("age", "sentence"), [
-    ("12 Years", "Now open to children from 12 years"),
-    ("6 Months", "Now open to children from 6 months"),
-    ("17 Years", "Now open to children from 17 years"),
+    ("12 Years", "Now open to children from 12 years (was 18 years)"),
+    ("6 Months", "Now open to children from 6 months (was 18 years)"),
+    ("17 Years", "Now open to children from 17 years (was 18 years)"),
 ])
 def test_a_minimum_age_below_18_opens_an_adult_trial_to_children(age: str,
                                                                   sentence: str) -> None:
@@ -461,10 +578,10 @@ def test_a_minimum_age_below_18_opens_an_adult_trial_to_children(age: str,
     assert text == sentence
 
 
-def test_other_minimum_age_changes_give_the_new_age() -> None:
+def test_other_minimum_age_changes_give_the_old_and_new_age() -> None:
     old, new = pair(RECRUITING)
     module(new, "eligibilityModule")["minimumAge"] = "20 Years"
-    assert said(old, new) == "Minimum age is now 20 years"
+    assert said(old, new) == "Minimum age is now 20 years (was 18 years)"
 
 
 def test_lowering_an_age_already_under_18_opens_nothing_new_to_children() -> None:
@@ -472,7 +589,7 @@ def test_lowering_an_age_already_under_18_opens_nothing_new_to_children() -> Non
     module(old, "eligibilityModule")["minimumAge"] = "16 Years"
     new = updated(old)
     module(new, "eligibilityModule")["minimumAge"] = "12 Years"
-    assert said(old, new) == "Minimum age is now 12 years"
+    assert said(old, new) == "Minimum age is now 12 years (was 16 years)"
 
 
 def test_a_first_minimum_age_restricts_rather_than_opens() -> None:
@@ -481,64 +598,123 @@ def test_a_first_minimum_age_restricts_rather_than_opens() -> None:
     del module(old, "eligibilityModule")["minimumAge"]
     new = updated(old)
     module(new, "eligibilityModule")["minimumAge"] = "12 Years"
-    assert said(old, new) == "Minimum age is now 12 years"
+    assert said(old, new) == "Minimum age is now 12 years (there was none before)"
 
 
-def test_dropped_age_limits() -> None:
+def test_dropped_age_limits_say_what_they_were() -> None:
     old, new = pair(RECRUITING)
     del module(new, "eligibilityModule")["minimumAge"]
-    assert said(old, new) == "There is no minimum age any more"
+    assert said(old, new) == "There is no minimum age any more (it was 18 years)"
     old, new = pair(RECRUITING)
     del module(new, "eligibilityModule")["maximumAge"]
-    assert said(old, new) == "There is no upper age limit any more"
+    assert said(old, new) == "There is no upper age limit any more (it was 80 years)"
 
 
-def test_a_new_maximum_age_is_given() -> None:
+def test_a_new_maximum_age_gives_the_old_one() -> None:
     old, new = pair(RECRUITING)  # maximumAge "80 Years"
     module(new, "eligibilityModule")["maximumAge"] = "75 Years"
-    assert said(old, new) == "Maximum age is now 75 years"
+    assert said(old, new) == "Maximum age is now 75 years (was 80 years)"
+
+
+def test_a_first_maximum_age_says_there_was_none() -> None:
+    old = load_study(RECRUITING)
+    del module(old, "eligibilityModule")["maximumAge"]
+    new = updated(old)
+    module(new, "eligibilityModule")["maximumAge"] = "65 Years"
+    assert said(old, new) == "Maximum age is now 65 years (there was none before)"
 
 
 @pytest.mark.parametrize(("nct_id", "sex", "sentence"), [
-    (RECRUITING, "FEMALE", "Now open to women only"),
-    (RECRUITING, "MALE", "Now open to men only"),
-    (NOT_YET_RECRUITING, "ALL", "Now open to people of any sex"),
+    (RECRUITING, "FEMALE", "Now open to women only (was open to people of any sex)"),
+    (RECRUITING, "MALE", "Now open to men only (was open to people of any sex)"),
+    (NOT_YET_RECRUITING, "ALL", "Now open to people of any sex (was open to women only)"),
 ])
-def test_who_can_take_part_by_sex(nct_id: str, sex: str, sentence: str) -> None:
+def test_who_can_take_part_by_sex_old_and_new(nct_id: str, sex: str, sentence: str) -> None:
     old, new = pair(nct_id)
     module(new, "eligibilityModule")["sex"] = sex
     assert said(old, new) == sentence
 
 
-def test_changed_criteria_text_or_healthy_volunteers_say_who_can_take_part_changed() -> None:
+def test_healthy_volunteers_say_who_can_now_take_part() -> None:
+    old, new = pair(RECRUITING)
+    module(new, "eligibilityModule")["healthyVolunteers"] = True
+    change, text = only(old, new)
+    assert change.field == "healthyVolunteers"
+    assert text == "People without myositis (healthy volunteers) can now take part too"
+
+    old = load_study(RECRUITING)
+    module(old, "eligibilityModule")["healthyVolunteers"] = True
+    new = updated(old)
+    module(new, "eligibilityModule")["healthyVolunteers"] = False
+    assert said(old, new) == ("People without myositis (healthy volunteers) can no longer take "
+                              "part: the trial is only for people with the condition")
+
+    old, new = pair(RECRUITING)
+    del module(new, "eligibilityModule")["healthyVolunteers"]
+    assert said(old, new) == ("The trial no longer says whether people without myositis can "
+                              "take part")
+
+
+def test_no_structured_eligibility_change_is_only_who_can_take_part_has_changed() -> None:
+    for field, value in (("minimumAge", "20 Years"), ("maximumAge", None), ("sex", "MALE"),
+                         ("healthyVolunteers", True)):
+        old, new = pair(RECRUITING)
+        module(new, "eligibilityModule")[field] = value
+        assert said(old, new) != "Who can take part has changed", field
+
+
+def test_changed_criteria_text_says_who_can_take_part_changed() -> None:
     old, new = pair(RECRUITING)
     module(new, "eligibilityModule")["eligibilityCriteria"] += "\n* No prior JAK inhibitor"
     change, text = only(old, new)
     assert change.field == "eligibilityCriteria"
     assert text == "Who can take part has changed"
 
-    old, new = pair(RECRUITING)
-    module(new, "eligibilityModule")["healthyVolunteers"] = True
-    assert said(old, new) == "Who can take part has changed"
-
 
 # --- interventions and arms -------------------------------------------------------------------
+
+DUMMY = "A dummy treatment (one with no medicine in it, used for comparison)"
+
 
 def test_an_added_treatment_is_named() -> None:
     old, new = pair(RECRUITING)
     module(new, "armsInterventionsModule")["interventions"].append(
-        {"type": "DRUG", "name": "Placebo", "description": "Matching placebo tablets",
-         "armGroupLabels": ["Regional LymphAdenectomy"]})
+        {"type": "DRUG", "name": "Baricitinib", "armGroupLabels": ["Baricitinib"]})
     change, text = only(old, new)
     assert (change.kind, change.field) == ("interventions", "interventions")
-    assert text == "A treatment was added: Placebo"
+    assert text == "A treatment was added: Baricitinib"
 
 
-def test_a_removed_treatment_is_named() -> None:
+@pytest.mark.parametrize("name", ["Placebo", "Matching placebo tablets", "Sham procedure",
+                                  "Vehicle cream", "Placebo to match tofacitinib"])
+def test_an_added_placebo_is_a_dummy_treatment_not_a_treatment(name: str) -> None:
+    old, new = pair(RECRUITING)
+    module(new, "armsInterventionsModule")["interventions"].append(
+        {"type": "DRUG", "name": name, "description": "For comparison",
+         "armGroupLabels": ["Regional LymphAdenectomy"]})
+    text = said(old, new)
+    assert text == f"{DUMMY} was added: {name}"
+    assert "A treatment was added" not in text
+
+
+def test_a_removed_placebo_is_a_dummy_treatment() -> None:
     old, new = pair(RESULTS_AND_SITES)
     arms = module(new, "armsInterventionsModule")
     arms["interventions"] = [i for i in arms["interventions"] if i["name"] != "Placebo"]
-    assert said(old, new) == "A treatment was removed: Placebo"
+    assert said(old, new) == f"{DUMMY} was removed: Placebo"
+
+
+def test_a_placebo_joined_to_a_real_treatment_is_a_treatment() -> None:
+    old, new = pair(RECRUITING)
+    module(new, "armsInterventionsModule")["interventions"].append(
+        {"type": "DRUG", "name": "Placebo + methotrexate"})
+    assert said(old, new) == "A treatment was added: Placebo + methotrexate"
+
+
+def test_a_removed_treatment_is_named() -> None:
+    old, new = pair(RECRUITING)
+    module(new, "armsInterventionsModule")["interventions"].pop(0)
+    assert said(old, new) == "A treatment was removed: Tofacitinib"
 
 
 def test_a_changed_treatment_is_named() -> None:
@@ -547,12 +723,29 @@ def test_a_changed_treatment_is_named() -> None:
     assert said(old, new) == "Details of a treatment changed: Tofacitinib"
 
 
-def test_changed_arms_are_treatment_groups() -> None:
+KNOWN = {"CP-690550": "tofacitinib", "PF-06700841": "brepocitinib"}
+
+
+def test_a_drug_code_is_given_its_known_name() -> None:
     old, new = pair(RECRUITING)
-    module(new, "armsInterventionsModule")["armGroups"][1]["description"] = "Placebo tablets"
-    change, text = only(old, new)
-    assert (change.kind, change.field) == ("interventions", "armGroups")
-    assert text == "The trial's treatment groups changed"
+    module(new, "armsInterventionsModule")["interventions"].append(
+        {"type": "DRUG", "name": "PF-06700841", "armGroupLabels": ["Brepocitinib"]})
+    [change] = diff(old, new)
+    assert explain(change, old, new, known_names=KNOWN) == \
+        "A treatment was added: PF-06700841 (brepocitinib)"
+    assert explain(change, old, new) == "A treatment was added: PF-06700841"
+
+
+@pytest.mark.parametrize(("item", "named"), [
+    ({"name": "cp690550 tablets"}, "cp690550 tablets (tofacitinib)"),
+    ({"name": "PF 06700841"}, "PF 06700841 (brepocitinib)"),
+    ({"name": "Study drug", "otherNames": ["PF-06700841"]}, "Study drug (brepocitinib)"),
+    ({"name": "Brepocitinib (PF-06700841)"}, "Brepocitinib (PF-06700841)"),
+    ({"name": "ABC-123"}, "ABC-123"),
+])
+def test_known_names_match_codes_loosely_and_are_never_repeated(item: dict[str, Any],
+                                                                named: str) -> None:
+    assert treatment_name(item, KNOWN) == named
 
 
 # --- outcomes, phase, contacts, sponsor, title, other -----------------------------------------
@@ -758,7 +951,8 @@ def test_a_long_multi_line_reason_is_one_line_and_kept_whole() -> None:
     status_module(new)["whyStopped"] = reason
     sentence = said(old, new)
     assert_one_clean_line(sentence)
-    assert sentence.startswith("Stopped early: the sponsor decided to stop the study. Reasons: ")
+    assert sentence.startswith("Stopped early: nobody new can join. Reason given: \u201cThe "
+                               "sponsor decided to stop the study. Reasons: ")
     assert sentence.count("enrollment was slower than planned") == 40
 
 
@@ -766,20 +960,23 @@ def test_a_reason_with_leading_space_still_starts_cleanly() -> None:
     old, new = pair(RECRUITING)
     status_module(new)["overallStatus"] = "TERMINATED"
     status_module(new)["whyStopped"] = "\n  Sponsor decision "
-    assert said(old, new) == "Stopped early: sponsor decision"
+    assert "Reason given: \u201cSponsor decision\u201d. " in said(old, new)
 
 
 def test_a_blank_reason_is_no_reason() -> None:
     old, new = pair(RECRUITING)
     status_module(new)["overallStatus"] = "TERMINATED"
     status_module(new)["whyStopped"] = " \n "
-    assert said(old, new) == "Stopped early"
+    assert said(old, new) == ("Stopped early: nobody new can join. If you are taking part, "
+                              "talk to your study team about what this means for you")
 
 
 def test_an_edited_multi_line_reason_is_one_line() -> None:
     old, new = pair(TERMINATED)
     status_module(new)["whyStopped"] = "Insufficient number\nof participants"
-    assert said(old, new) == "Reason given for stopping: Insufficient number of participants"
+    assert said(old, new) == ("Reason given for stopping: \u201cInsufficient number of "
+                              "participants\u201d. In plain words: not enough people joined "
+                              "the trial")
 
 
 def test_free_text_in_titles_names_and_places_is_one_line() -> None:
@@ -787,14 +984,14 @@ def test_free_text_in_titles_names_and_places_is_one_line() -> None:
     module(new, "identificationModule")["briefTitle"] = "Tofacitinib in\n  Refractory DM"
     module(new, "sponsorCollaboratorsModule")["leadSponsor"]["name"] = "Zhejiang\r\nUniversity"
     module(new, "armsInterventionsModule")["interventions"].append(
-        {"type": "DRUG", "name": "Placebo\n(matching)"})
+        {"type": "DRUG", "name": "Baricitinib\n(matching)"})
     sites(new).append({**LYON, "city": " Lyon\n", "country": "France  "})
     said_now = sentences(old, new)
     for sentence in said_now:
         assert_one_clean_line(sentence)
     assert sorted(said_now) == sorted([
         "A new site is recruiting in Lyon, France",
-        "A treatment was added: Placebo (matching)",
+        "A treatment was added: Baricitinib (matching)",
         "New lead sponsor: Zhejiang University",
         "New title: Tofacitinib in Refractory DM",
     ])

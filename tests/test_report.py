@@ -99,8 +99,11 @@ def test_the_data_counts_what_the_registry_posted_in_the_week(store: Store,
     assert [(t["nct_id"], t["date"]) for t in data["new_trials"]] == [
         ("NCT02803307", "2026-11-17")]
     assert [(c["plain"], c["date"], c["seen"]) for c in data["changes"]["status"]] == [
-        ("Now recruiting", "2026-11-18", None),
-        ("Stopped early: sponsor decision", "2026-11-19", None)]
+        ("Now recruiting: you can ask the study team about joining", "2026-11-18", None),
+        ("Stopped early: nobody new can join. Reason given: \u201cSponsor decision\u201d. In "
+         "plain words: the company or group running the trial (the sponsor) decided this. "
+         "If you are taking part, talk to your study team about what this means for you",
+         "2026-11-19", None)]
     assert data["changes"]["site_added"][0]["plain"] == "A new site is recruiting in Lyon, France"
     assert data["coverage"]["complete"] is True and data["coverage"]["note"] == ""
     assert data["freshness"]["data_timestamp"] == "2026-11-20T09:00:05"
@@ -228,6 +231,19 @@ def test_recruiting_trials_are_listed_by_name_with_who_can_join_and_where(
     assert kinds["Immune-mediated necrotizing myopathy"] == ["NCT07725679"]
 
 
+def test_beyond_a_few_hundred_recruiting_trials_the_newest_are_listed_and_the_rest_linked(
+        store: Store, week_of_changes: Week, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tracker.report.RECRUITING_LISTED", 0)
+    data = collect(store, VOCABULARY, week_of_changes, NOW,
+                   trial_pages="https://trials.example.org/trials")
+
+    assert data["recruiting"]["trials"] == [] and data["recruiting"]["total"] == 1
+    assert data["recruiting"]["everything"] == "https://trials.example.org/trials"
+    monkeypatch.setattr("tracker.report.RECRUITING_LISTED", 250)
+    listed = collect(store, VOCABULARY, week_of_changes, NOW)["recruiting"]
+    assert len(listed["trials"]) == listed["total"] == 1 and listed["everything"] == ""
+
+
 def test_the_figures_say_who_runs_the_trials_and_how_long_they_take(
         store: Store, week_of_changes: Week) -> None:
     data = collect(store, VOCABULARY, week_of_changes, NOW)
@@ -278,7 +294,7 @@ def test_the_written_files_escape_registry_text_and_link_to_trial_pages(
     markdown = (tmp_path / f"{week_of_changes.name}.md").read_text()
 
     assert "<script>" not in page and "&lt;script&gt;" in page
-    assert "Stopped early: sponsor decision" in page
+    assert "Stopped early: nobody new can join. Reason given: \u201cSponsor decision\u201d" in page
     assert 'role="img"' in page and "<title id=" in page and "<desc id=" in page
     assert page.count("<details><summary>The numbers</summary>") >= 5
     hrefs = [part.split('"')[0] for part in page.split('href="')[1:]]

@@ -63,7 +63,7 @@ def test_a_database_from_before_tags_is_upgraded_and_tagged(settings: Settings, 
 def test_editing_the_vocabulary_retags_every_study(settings: Settings, store: Store,
                                                    client: CtGovClient, tmp_path: Path) -> None:
     sync(settings, store, client)
-    assert store.study("NCT02803307").therapies == "other"  # arimoclomol is in no class
+    assert store.study("NCT02803307").therapies == "muscle"  # arimoclomol: muscle-directed
     extra = tmp_path / "extra.toml"
     extra.write_text('[therapies.chaperones]\nlabel = "Heat-shock protein co-inducers"\n'
                      'terms = ["arimoclomol"]\n')
@@ -111,7 +111,7 @@ def test_change_filters_join_the_study_tags(settings: Settings, store: Store,
 
     assert {e.nct_id for e in events} == {"NCT07725679"}
     assert events[0].plain == "No longer recruiting: the trial goes on with the people " \
-                              "already enrolled"
+                              "already taking part, and nobody new can join"
     assert len(store.changes()) > len(events)
 
 

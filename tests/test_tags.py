@@ -1,5 +1,6 @@
 """Specification of `tracker.tags`: which myositis subtypes and treatment classes a study gets,
 why (the evidence), how the vocabulary is extended, and the patient facts beside the tags.
+The subtype rules themselves are specified in test_subtypes.py.
 
 Every study here is a real (myositis-edited) record from tests/data/studies/, or a deep copy of
 one with only the fields a sponsor writes (conditions, keywords, titles, summary, criteria,
@@ -35,16 +36,6 @@ IVIG_DM_PM = "NCT02210780"  # results posted, 42 sites without a status
 VOCABULARY = load_vocabulary()
 TAGGER = Tagger(VOCABULARY)
 
-# MeSH entries in the registry's own shape (id + term), as in the records' derivedSection.
-MYOSITIS = {"id": "D009220", "term": "Myositis"}
-DERMATOMYOSITIS = {"id": "D003882", "term": "Dermatomyositis"}
-MYOSITIS_ANCESTORS = [
-    {"id": "D009220", "term": "Myositis"},
-    {"id": "D009135", "term": "Muscular Diseases"},
-    {"id": "D009140", "term": "Musculoskeletal Diseases"},
-    {"id": "D009468", "term": "Neuromuscular Diseases"},
-    {"id": "D003240", "term": "Connective Tissue Diseases"},
-]
 NEUTRAL_SUMMARY = "This study tests whether the study drug improves muscle strength."
 
 
@@ -127,7 +118,7 @@ def evidence(s: Study, tag: str) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("nct_id", "expected_subtypes", "expected_therapies"), [
     (TOFACITINIB_DM, ["dermatomyositis"], ["jak"]),
     (EFGARTIGIMOD_IMNM, ["imnm"], ["fcrn"]),
-    (ARIMOCLOMOL_IBM, ["ibm"], [OTHER_THERAPY]),
+    (ARIMOCLOMOL_IBM, ["ibm"], ["muscle"]),
     (PLASMA_EXCHANGE_PM, ["polymyositis"], ["plasma-exchange"]),
     (JDM_REGISTRY, ["jdm"], ["glucocorticoids", "immunosuppressants", "ivig", "b-cell"]),
     (RITUXIMAB_ASS_ILD, ["ass", "ild"], ["glucocorticoids", "immunosuppressants", "b-cell"]),
@@ -138,26 +129,6 @@ def test_each_real_record_gets_its_subtypes_and_therapy_classes_in_vocabulary_or
     s = load_study(nct_id)
     assert subtypes(s) == expected_subtypes
     assert therapies(s) == expected_therapies
-
-
-def test_juvenile_dm_registry_is_jdm_and_not_dermatomyositis_although_its_mesh_says_so() -> None:
-    s = load_study(JDM_REGISTRY)
-    assert s["derivedSection"]["conditionBrowseModule"]["meshes"] == [DERMATOMYOSITIS]
-    tags = TAGGER.tag(s)
-    assert "dermatomyositis" not in tags.subtypes
-    assert all(e.source != "MeSH" for e in tags.subtypes["jdm"])
-
-
-def test_imnm_trial_is_not_general_myositis_although_its_mesh_is_myositis() -> None:
-    s = load_study(EFGARTIGIMOD_IMNM)
-    assert s["derivedSection"]["conditionBrowseModule"]["meshes"] == [MYOSITIS]
-    assert "iim" not in subtypes(s)
-
-
-def test_mesh_names_the_subtype_when_the_words_name_none() -> None:
-    s = about(["Muscle Weakness"], meshes=[DERMATOMYOSITIS], ancestors=MYOSITIS_ANCESTORS)
-    assert subtypes(s) == ["dermatomyositis"]
-    assert evidence(s, "dermatomyositis") == [("MeSH", "D003882 Dermatomyositis")]
 
 
 def intervention_names(s: Study) -> list[str]:
@@ -171,201 +142,6 @@ def test_placebo_and_standard_care_arms_of_real_records_are_not_treatments() -> 
     plasma = load_study(PLASMA_EXCHANGE_PM)
     assert "Standard care" in intervention_names(plasma)
     assert therapies(plasma) == ["plasma-exchange"]
-
-
-# --- whole words, longest match ---------------------------------------------------------------
-
-def test_dermatomyositis_slash_polymyositis_counts_for_both() -> None:
-    s = about([], ["dermatomyositis/polymyositis"])
-    assert subtypes(s) == ["dermatomyositis", "polymyositis"]
-    assert evidence(s, "polymyositis") == [("keywords", "polymyositis")]
-
-
-def test_juvenile_dermatomyositis_is_jdm_only() -> None:
-    assert subtypes(about(["Juvenile Dermatomyositis"])) == ["jdm"]
-
-
-def test_amyopathic_dermatomyositis_is_cadm_only() -> None:
-    assert subtypes(about(["Clinically Amyopathic Dermatomyositis"])) == ["cadm"]
-
-
-@pytest.mark.parametrize("words", ["Inclusion Body Myositis", "Inclusion-Body Myositis",
-                                   "Sporadic Inclusion Body Myositis", "Myositis, Inclusion Body"])
-def test_inclusion_body_myositis_is_ibm_not_general_myositis(words: str) -> None:
-    assert subtypes(about([words])) == ["ibm"]
-
-
-def test_plain_myositis_is_general_myositis() -> None:
-    assert subtypes(about(["Myositis"])) == ["iim"]
-
-
-def test_polymyositis_is_not_found_inside_another_word() -> None:
-    assert subtypes(about(["Dermatopolymyositis"])) == ["dermatomyositis"]
-
-
-def test_abbreviations_are_not_found_inside_other_words() -> None:
-    s = about(["Myositis"], ["PMR", "T2DM", "IBMX", "DMARD"], acronym="PEPM")
-    assert subtypes(s) == ["iim"]
-
-
-def test_words_are_matched_whatever_their_case_and_hyphens() -> None:
-    assert subtypes(about(["IMMUNE MEDIATED NECROTIZING MYOPATHY"])) == ["imnm"]
-    assert subtypes(about(["anti\u2013synthetase syndrome"])) == ["ass"]  # an en dash
-
-
-# --- context and negation ---------------------------------------------------------------------
-
-def test_eligibility_criteria_are_never_read() -> None:
-    criteria = ("Inclusion Criteria:\n\n* Adults with myositis\n\nExclusion Criteria:\n\n"
-                "* Inclusion body myositis (IBM)\n* Juvenile dermatomyositis")
-    s = about(["Myositis"], criteria=criteria)
-    assert subtypes(s) == ["iim"]
-
-
-def test_summary_naming_a_subtype_is_read_when_the_other_words_name_none() -> None:
-    s = about(["Myositis"], summary="Adults with dermatomyositis receive the study drug.")
-    assert subtypes(s) == ["dermatomyositis", "iim"]
-    assert evidence(s, "dermatomyositis") == [("summary", "dermatomyositis")]
-
-
-def test_summary_is_not_read_when_the_conditions_name_a_subtype() -> None:
-    s = about(["Dermatomyositis"], summary="Patients with polymyositis may also take part.")
-    assert subtypes(s) == ["dermatomyositis"]
-
-
-def test_summary_of_a_dm_trial_saying_unlike_polymyositis_does_not_add_polymyositis() -> None:
-    s = about(["Dermatomyositis"],
-              summary="Dermatomyositis, unlike polymyositis, affects the skin and muscles.")
-    assert subtypes(s) == ["dermatomyositis"]
-
-
-def test_unlike_negates_the_term_it_precedes_in_a_summary_that_is_read() -> None:
-    s = about(["Myositis"],
-              summary="Dermatomyositis, unlike polymyositis, affects the skin and muscles.")
-    assert subtypes(s) == ["dermatomyositis", "iim"]
-
-
-def test_summary_is_not_read_in_a_study_not_about_myositis() -> None:
-    s = about(["Healthy Volunteers"],
-              summary="Samples will be kept for future research in dermatomyositis.")
-    assert subtypes(s) == []
-
-
-@pytest.mark.parametrize("summary", [
-    "Patients with inclusion body myositis are excluded.",
-    "IBM patients are not eligible.",
-    "Adults with myositis, excluding inclusion body myositis, are enrolled.",
-    "Adults with myositis other than IBM are enrolled.",
-    "Adults with non-IBM myositis are enrolled.",
-])
-def test_a_summary_that_rules_ibm_out_does_not_tag_ibm(summary: str) -> None:
-    s = about(["Myositis"], summary=summary)
-    assert "ibm" not in subtypes(s)
-    assert "iim" in subtypes(s)
-
-
-def test_a_summary_that_rules_ibm_in_tags_ibm() -> None:
-    s = about(["Myositis"], summary="Patients with inclusion body myositis are enrolled.")
-    assert subtypes(s) == ["ibm", "iim"]
-
-
-def test_non_ibm_does_not_count_as_ibm() -> None:
-    assert subtypes(about(["Myositis"], ["non-IBM"])) == ["iim"]
-    assert subtypes(about(["Non-inclusion body myositis"])) == []
-
-
-def test_non_ibm_myositis_is_still_myositis() -> None:
-    # "non-" negates the word it is attached to, not the rest of the phrase.
-    assert subtypes(about(["Non-IBM Myositis"])) == ["iim"]
-    assert subtypes(about(["Non-severe Dermatomyositis"])) == ["dermatomyositis"]
-
-
-# --- abbreviations ----------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("abbreviation", "tag"), [
-    ("DM", "dermatomyositis"), ("PM", "polymyositis"), ("IBM", "ibm"), ("IMNM", "imnm"),
-    ("ASS", "ass"), ("JDM", "jdm"),
-])
-def test_abbreviation_counts_in_a_myositis_study(abbreviation: str, tag: str) -> None:
-    s = about(["Myositis"], [abbreviation])
-    assert subtypes(s) == sorted([tag, "iim"], key=list(VOCABULARY.subtypes).index)
-    assert ("keywords", abbreviation) in evidence(s, tag)
-
-
-def test_dm_and_ibm_keywords_tag_both_in_a_myositis_study() -> None:
-    assert subtypes(about(["Myositis"], ["DM", "IBM"])) == ["dermatomyositis", "ibm", "iim"]
-
-
-def test_myositis_mesh_ancestor_alone_is_enough_context_for_an_abbreviation() -> None:
-    s = about(["Muscle Weakness"], ["DM"], ancestors=MYOSITIS_ANCESTORS)
-    assert subtypes(s) == ["dermatomyositis"]
-
-
-def test_dm_in_a_diabetes_study_tags_nothing() -> None:
-    s = about(["Type 2 Diabetes"], ["DM", "T2DM", "insulin"],
-              title="Glucose Control in Type 2 Diabetes (DM)",
-              summary="Adults with DM on metformin.",
-              meshes=[{"id": "D003924", "term": "Diabetes Mellitus, Type 2"}],
-              ancestors=[{"id": "D003920", "term": "Diabetes Mellitus"},
-                         {"id": "D044882", "term": "Glucose Metabolism Disorders"}])
-    assert subtypes(s) == []
-
-
-@pytest.mark.parametrize("keyword", ["dm", "ass", "ibm", "Dm", "jdm"])
-def test_abbreviations_are_case_sensitive(keyword: str) -> None:
-    assert subtypes(about(["Myositis"], [keyword])) == ["iim"]
-
-
-# --- tags that need myositis context ----------------------------------------------------------
-
-def test_interstitial_lung_disease_alone_is_not_tagged() -> None:
-    s = about(["Interstitial Lung Disease"], ["ILD", "pulmonary fibrosis"],
-              title="Nintedanib in Interstitial Lung Disease",
-              meshes=[{"id": "D017563", "term": "Lung Diseases, Interstitial"}],
-              ancestors=[{"id": "D008171", "term": "Lung Diseases"},
-                         {"id": "D012140", "term": "Respiratory Tract Diseases"}])
-    assert subtypes(s) == []
-
-
-def test_anti_mda5_dermatomyositis_with_ild_is_dermatomyositis_and_ild() -> None:
-    s = about(["Anti-MDA5 Dermatomyositis", "Rapidly Progressive Interstitial Lung Disease"])
-    assert subtypes(s) == ["dermatomyositis", "ild"]
-    assert evidence(s, "ild") == [("conditions", "anti mda5"),
-                                  ("conditions", "rapidly progressive interstitial lung disease")]
-
-
-def test_overlap_syndrome_counts_in_a_myositis_study() -> None:
-    s = about(["Myositis", "Overlap Syndrome"], ["scleromyositis"])
-    assert subtypes(s) == ["overlap", "iim"]
-
-
-def test_overlap_syndrome_without_myositis_is_not_tagged() -> None:
-    s = about(["Overlap Syndrome", "Systemic Lupus Erythematosus", "Systemic Sclerosis"],
-              meshes=[{"id": "D008180", "term": "Lupus Erythematosus, Systemic"},
-                      {"id": "D012595", "term": "Scleroderma, Systemic"}])
-    assert subtypes(s) == []
-
-
-@pytest.mark.parametrize("words", ["Immune Checkpoint Inhibitor Myositis", "ICI-myositis",
-                                   "Checkpoint Inhibitor-Induced Myositis"])
-def test_checkpoint_inhibitor_myositis_is_icim_not_general_myositis(words: str) -> None:
-    assert subtypes(about([words, "Melanoma"])) == ["icim"]
-
-
-def test_cancer_associated_myositis_is_cam() -> None:
-    assert subtypes(about(["Cancer-Associated Myositis"])) == ["cam"]
-    s = about(["Dermatomyositis"], ["anti-TIF1-gamma"])
-    assert subtypes(s) == ["dermatomyositis", "cam"]
-
-
-def test_multi_disease_trial_is_tagged_with_its_myositis_part_only() -> None:
-    s = about(["Dermatomyositis", "Systemic Lupus Erythematosus", "Systemic Sclerosis"],
-              ["SLE", "SSc", "CAR-T"], title="CD19 CAR-T Cells in Refractory Autoimmune Disease",
-              meshes=[DERMATOMYOSITIS,
-                      {"id": "D008180", "term": "Lupus Erythematosus, Systemic"},
-                      {"id": "D012595", "term": "Scleroderma, Systemic"}],
-              ancestors=MYOSITIS_ANCESTORS)
-    assert subtypes(s) == ["dermatomyositis"]
 
 
 # --- therapies --------------------------------------------------------------------------------
@@ -410,7 +186,7 @@ def test_a_dose_after_a_brand_name_does_not_hide_it() -> None:
 def test_other_names_are_read() -> None:
     s = trial_of(drug("Study drug", "Xeljanz"))
     assert therapies(s) == ["jak"]
-    assert evidence(s, "jak") == [("intervention Study drug", "xeljanz")]
+    assert evidence(s, "jak") == [("intervention other name", "xeljanz")]
 
 
 @pytest.mark.parametrize("name", ["Placebo", "Matching placebo", "Placebo Oral Tablet",
@@ -421,14 +197,14 @@ def test_placebo_and_its_kin_are_ignored_not_other(name: str) -> None:
 
 
 def test_an_unknown_drug_is_other() -> None:
-    s = trial_of(drug("Arimoclomol"))
+    s = trial_of(drug("Creatine monohydrate", kind="DIETARY_SUPPLEMENT"))
     assert therapies(s) == [OTHER_THERAPY]
-    assert evidence(s, OTHER_THERAPY) == [("intervention", "Arimoclomol")]
+    assert evidence(s, OTHER_THERAPY) == [("intervention name", "Creatine monohydrate")]
     assert VOCABULARY.label(OTHER_THERAPY) == "Other treatments"
 
 
 def test_other_comes_after_every_named_class() -> None:
-    s = trial_of(drug("Arimoclomol"), drug("Prednisone"), drug("Tofacitinib"))
+    s = trial_of(drug("Creatine"), drug("Prednisone"), drug("Tofacitinib"))
     assert therapies(s) == ["glucocorticoids", "jak", OTHER_THERAPY]
     assert VOCABULARY.therapy_names[-1] == OTHER_THERAPY
 
@@ -442,33 +218,15 @@ def test_intervention_mesh_terms_are_read() -> None:
     s = trial_of(drug("Study infusion", kind="BIOLOGICAL"))
     s["derivedSection"]["interventionBrowseModule"] = {
         "meshes": [{"id": "D016756", "term": "Immunoglobulins, Intravenous"}]}
-    assert evidence(s, "ivig") == [("MeSH", "immunoglobulins")]
+    assert evidence(s, "ivig") == [("MeSH", "Immunoglobulins, Intravenous")]
 
 
 # --- evidence ---------------------------------------------------------------------------------
 
-def test_each_subtype_records_the_words_that_matched_and_where() -> None:
-    assert evidence(load_study(JDM_REGISTRY), "jdm") == [
-        ("conditions", "juvenile dermatomyositis"),
-        ("title", "juvenile dermatomyositis"),
-        ("official title", "juvenile dermatomyositis"),
-        ("keywords", "JDM"),
-    ]
-    assert ("MeSH", "D018979 Myositis, Inclusion Body") in evidence(
-        load_study(ARIMOCLOMOL_IBM), "ibm")
-
-
-def test_evidence_is_listed_once_per_source_and_words() -> None:
-    s = about(["Dermatomyositis", "dermatomyositis"], acronym="DM-TOFA")
-    ev = evidence(s, "dermatomyositis")
-    assert ev.count(("conditions", "dermatomyositis")) == 1
-    assert ("acronym", "DM") in ev
-
-
 def test_each_therapy_records_the_intervention_and_the_words() -> None:
     assert evidence(load_study(IVIG_DM_PM), "ivig") == [
-        ("intervention Immune globulin (IVIG) 10%", "immune globulin"),
-        ("intervention Immune globulin (IVIG) 10%", "IVIG"),
+        ("intervention name", "immune globulin"),
+        ("intervention name", "IVIG"),
     ]
 
 
@@ -479,9 +237,9 @@ def test_columns_carry_the_tags_and_their_evidence() -> None:
     assert cols["subtypes"] == "ass|ild"
     assert cols["therapies"] == "glucocorticoids|immunosuppressants|b-cell"
     recorded = json.loads(cols["tag_evidence"])
-    assert recorded["subtypes"]["ild"][:2] == [["conditions", "interstitial lung disease"],
-                                               ["keywords", "ILD"]]
-    assert recorded["therapies"]["b-cell"] == [["intervention Rituximab", "rituximab"]]
+    assert recorded["subtypes"]["ild"][0] == ["conditions", "interstitial lung disease"]
+    assert ["keywords", "ILD"] in recorded["subtypes"]["ild"]
+    assert recorded["therapies"]["b-cell"] == [["intervention name", "rituximab"]]
     assert tags.subtypes["ass"][0] == Evidence("conditions", "antisynthetase syndrome")
 
 
@@ -498,14 +256,14 @@ def test_a_study_without_tags_has_empty_tag_columns() -> None:
 
 EXTRA = """
 [therapies.jak]
-terms = ["ivarmacitinib"]
+terms = ["jaktinib"]
 
 [subtypes.focal]
 label = "Focal myositis"
 terms = ["focal myositis"]
 
 [ignore]
-terms = ["vehicle cream"]
+terms = ["health education"]
 """
 
 
@@ -517,9 +275,9 @@ def extended(tmp_path: Path) -> Vocabulary:
 
 
 def test_extra_file_adds_a_term_to_an_existing_therapy_class(extended: Vocabulary) -> None:
-    assert therapies(trial_of(drug("Ivarmacitinib"))) == [OTHER_THERAPY]
+    assert therapies(trial_of(drug("Jaktinib"))) == [OTHER_THERAPY]
     tagger = Tagger(extended)
-    assert therapies(trial_of(drug("Ivarmacitinib")), tagger) == ["jak"]
+    assert therapies(trial_of(drug("Jaktinib")), tagger) == ["jak"]
     assert therapies(trial_of(drug("Tofacitinib")), tagger) == ["jak"]  # added, not replaced
     assert extended.label("jak") == "JAK inhibitors"
 
@@ -534,7 +292,7 @@ def test_extra_file_adds_a_new_subtype_tag(extended: Vocabulary) -> None:
 
 
 def test_extra_file_extends_the_ignore_list(extended: Vocabulary) -> None:
-    s = trial_of(drug("Vehicle cream", kind="OTHER"))
+    s = trial_of(drug("Health education", kind="BEHAVIORAL"))
     assert therapies(s) == [OTHER_THERAPY]
     assert therapies(s, Tagger(extended)) == []
     assert "placebo" in extended.ignore
@@ -556,7 +314,7 @@ def test_digest_changes_when_the_extra_file_changes(tmp_path: Path) -> None:
     assert load_vocabulary(path).digest == first
     assert first != VOCABULARY.digest
     assert load_vocabulary().digest == VOCABULARY.digest
-    path.write_text(EXTRA.replace("ivarmacitinib", "jaktinib"))
+    path.write_text(EXTRA.replace("jaktinib", "ivarmacitinib"))
     assert load_vocabulary(path).digest != first
 
 
@@ -784,34 +542,16 @@ def test_results_overdue_for_the_real_records(nct_id: str, overdue: bool) -> Non
 
 # --- clause-bound negation, control arms, context from the words themselves ---------------------
 
-def test_a_negation_does_not_reach_past_a_comma() -> None:
-    s = about(["Myositis"], summary="Unlike polymyositis, dermatomyositis affects the skin.")
-    assert subtypes(s) == ["dermatomyositis", "iim"]
-
-
-def test_no_treatment_in_a_title_does_not_negate_the_disease() -> None:
-    s = about(["Muscle weakness"], title="IVIG Versus No Treatment in Dermatomyositis")
-    assert subtypes(s) == ["dermatomyositis"]
-
 
 def test_a_placebo_matched_to_a_drug_is_not_that_drug() -> None:
     s = trial_of(drug("Tofacitinib"), drug("Placebo to match tofacitinib"),
                  drug("Sham exercise", kind="BEHAVIORAL"))
     assert therapies(s) == ["jak"]
-    assert evidence(s, "jak") == [("intervention Tofacitinib", "tofacitinib")]
+    assert evidence(s, "jak") == [("intervention name", "tofacitinib")]
 
 
 def test_standard_of_care_beside_a_drug_keeps_the_drug() -> None:
     assert therapies(trial_of(drug("Rituximab + standard of care"))) == ["b-cell"]
-
-
-def test_a_myositis_word_in_a_condition_is_context_enough() -> None:
-    assert subtypes(about(["Overlap Myositis"])) == ["overlap"]
-
-
-def test_mesh_names_a_subtype_beside_general_myositis_words() -> None:
-    s = about(["Myositis"], meshes=[DERMATOMYOSITIS])
-    assert subtypes(s) == ["dermatomyositis", "iim"]
 
 
 def test_a_stale_recruiting_site_in_a_closed_study_is_not_recruiting() -> None:

@@ -20,23 +20,28 @@ from tracker.errors import ConfigError
 DEFAULT_BASE_URL = "https://clinicaltrials.gov/api/v2"
 DEFAULT_DATABASE_URL = "sqlite:///data/tracker.db"
 
-# Essie syntax for `query.cond`. The ConditionSearch area also searches MeSH terms and their
-# ancestors, so "myositis" alone reaches most DM/PM/IBM records; the named subtypes catch
-# records whose conditions are free text without a MeSH mapping.
+# Essie syntax for `query.cond`: every subtype's wording, OR-ed, phrases in quotes. The
+# ConditionSearch area also searches conditions' MeSH terms, their ancestors and synonyms, so
+# "myositis" reaches most DM/PM/IBM records, and look-alikes too (viral or orbital myositis,
+# myositis ossificans): those are told apart by tagging (`tracker.subtypes`), never by NOT.
+# The rest catch records whose conditions, titles or keywords are free text without a MeSH
+# mapping: "necrotizing myopathy", "inflammatory myopathy", "JDM", "sIBM", "anti-MDA5".
 DEFAULT_QUERY = " OR ".join(
     [
-        "myositis",
-        "dermatomyositis",
-        '"juvenile dermatomyositis"',
-        '"amyopathic dermatomyositis"',
-        "polymyositis",
-        '"inclusion body myositis"',
-        '"immune-mediated necrotizing myopathy"',
-        '"necrotizing autoimmune myopathy"',
-        '"antisynthetase syndrome"',
-        '"anti-synthetase syndrome"',
-        '"idiopathic inflammatory myopathy"',
-        '"idiopathic inflammatory myopathies"',
+        # general and several subtypes
+        "myositis", "myositides", '"inflammatory myopathy"', '"inflammatory myopathies"',
+        '"myopathy, inflammatory"', '"autoimmune myopathy"', "IIM",
+        # dermatomyositis, juvenile and amyopathic forms
+        "dermatomyositis", "JDM", "JIIM", "CADM", '"DM-ILD"', '"anti-MDA5"',
+        # polymyositis, inclusion body myositis
+        "polymyositis", '"inclusion body myositis"', "sIBM",
+        # immune-mediated necrotizing myopathy
+        '"necrotizing myopathy"', '"necrotising myopathy"', '"necrotizing autoimmune myopathy"',
+        '"necrotising autoimmune myopathy"', "IMNM", '"anti-HMGCR"', '"anti-SRP"',
+        # antisynthetase syndrome
+        "antisynthetase", '"anti-synthetase"', '"anti-ARS"', '"anti-Jo-1"',
+        # overlap and checkpoint-inhibitor myositis
+        "scleromyositis", "irMyositis",
     ]
 )
 

@@ -21,7 +21,7 @@ from tracker import templating
 from tracker.config import Settings
 from tracker.matching import describe, wants
 from tracker.models import ChangeEvent, MessageKind, Study, Subscriber
-from tracker.record import status_label
+from tracker.record import status_words
 from tracker.text import history_url, one_line, shorten, split_list, study_url
 from tracker.times import long_date, utc_time
 from tracker.vocabulary import Vocabulary, load_vocabulary
@@ -141,11 +141,11 @@ class Renderer:
             "intro": f"{digest.change_count} change{'s' if digest.change_count != 1 else ''} "
                      f"to {len(digest.trials)} trial{'s' if len(digest.trials) != 1 else ''} "
                      "since the last digest.",
-            "trials": [_trial_context(t, self.vocabulary) for t in digest.trials],
+            "trials": [_trial_context(t, self.vocabulary, technical=operator)
+                       for t in digest.trials],
             "freshness": freshness.sentence(),
             "stale_warning": freshness.warning(),
-            "filters": describe(digest.subscriber, self.settings.weekly_day,
-                                self.vocabulary.label)
+            "filters": choices(digest.subscriber, self.settings.weekly_day, self.vocabulary)
             if digest.subscriber else None,
             "unsubscribe_url": unsubscribe_url,
             "manage_url": manage_url,
@@ -157,27 +157,47 @@ class Renderer:
     def confirmation(self, subscriber: Subscriber, confirm_url: str,
                      manage_url: str | None = None) -> tuple[str, str]:
         context = {"cadence": subscriber.cadence,
-                   "filters": describe(subscriber, self.settings.weekly_day,
-                                       self.vocabulary.label),
+                   "filters": choices(subscriber, self.settings.weekly_day, self.vocabulary),
                    "confirm_url": confirm_url, "days": self.settings.confirm_days,
                    "manage_url": manage_url}
         return (self.env.get_template("confirm.txt").render(context),
                 self.env.get_template("confirm.html").render(context))
 
 
-def _trial_context(trial: Trial, vocabulary: Vocabulary) -> dict[str, object]:
+def choices(subscriber: Subscriber, weekly_day: int | None, vocabulary: Vocabulary) -> str:
+    """What the subscriber chose, as they read it: tags by their labels, a place by the name
+    they gave, never codes or coordinates (a place set by coordinates alone, as the CLI can,
+    is "the place you chose")."""
+    if subscriber.near_lat is not None and not (subscriber.near_label or "").strip():
+        subscriber = subscriber.model_copy(update={"near_label": "the place you chose"})
+    return describe(subscriber, weekly_day, lambda tag: _label(vocabulary, tag))
+
+
+def _label(vocabulary: Vocabulary, tag: str) -> str:
+    """The tag's label; a tag the vocabulary no longer has is not shown by its code."""
+    label = vocabulary.label(tag)
+    return "a choice no longer offered" if label == tag else label
+
+
+def _trial_context(trial: Trial, vocabulary: Vocabulary, *,
+                   technical: bool) -> dict[str, object]:
+    """One trial as the digest shows it. Only the operator's digest (`technical`) carries
+    each change's kind and technical summary; a subscriber reads the plain sentences."""
     s = trial.study
+    # A tag the vocabulary no longer has would show as its code: it is left out instead.
+    tags = [vocabulary.label(t) for t in split_list(s.subtypes) + split_list(s.therapies)
+            if vocabulary.label(t) != t]
     return {
         "title": one_line(s.brief_title),
         "nct_id": s.nct_id,
-        "status": status_label(s.overall_status),
-        "tags": ", ".join(vocabulary.label(t)
-                          for t in split_list(s.subtypes) + split_list(s.therapies)),
+        "status": status_words(s.overall_status),
+        "tags": ", ".join(tags),
         "url": study_url(s.nct_id),
         "history_url": history_url(s.nct_id),
         "posted": registry_dates(trial.events),
-        "changes": [{"plain": one_line(e.plain or e.summary), "kind": e.kind,
-                     "summary": one_line(e.summary)} for e in trial.events],
+        "changes": [{"plain": one_line(e.plain or e.summary),
+                     "technical": f"{e.kind}: {one_line(e.summary)}" if technical else None}
+                    for e in trial.events],
     }
 
 

@@ -1,9 +1,11 @@
 """The report's figures about the whole set of tracked trials, each with a one-line reading.
 
-Pure functions over `Study` rows (and, for planned enrolment, each study's oldest stored
-record): no database, no clock. A `Figure` is what the page draws as a chart, the Markdown
-prints as a table and the JSON carries as rows, so the three say the same thing. Readings
-are written for someone of about 12: plain words, numbers spelled as numbers.
+Pure functions over what the database counted (how many trials share each stored value) or a
+few columns of its rows (and, for planned enrolment, each study's oldest stored record): no
+database, no clock, so a figure is as cheap at 50,000 trials as at 50. A `Figure` is what
+the page draws as a chart, the Markdown prints as a table and the JSON carries as rows, so
+the three say the same thing. Readings are written for someone of about 12: plain words,
+numbers spelled as numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from datetime import date
 from statistics import median
 from typing import Any
 
-from tracker.models import Study
 from tracker.record import Record, get, phases_label, status_label
 from tracker.tags import results_deadline
 from tracker.text import split_list
@@ -60,17 +61,29 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def count_tags(studies: Iterable[Study], column: str, order: list[str],
+def split_counts(lists: Mapping[str | None, int]) -> Counter[str]:
+    """Counts of stored "|"-joined lists (one per distinct value) as counts of each item."""
+    counts: Counter[str] = Counter()
+    for joined, n in lists.items():
+        for item in split_list(joined):
+            counts[item] += n
+    return counts
+
+
+def count_tags(lists: Mapping[str | None, int], order: list[str],
                vocabulary: Vocabulary) -> list[tuple[str, int]]:
-    counts = Counter(tag for s in studies for tag in split_list(getattr(s, column)))
+    counts = split_counts(lists)
     return [(vocabulary.label(tag), counts[tag]) for tag in order if counts[tag]]
 
 
-def recruiting_by_subtype(recruiting: list[Study], vocabulary: Vocabulary) -> Figure:
-    rows = count_tags(recruiting, "subtypes", list(vocabulary.subtypes), vocabulary)
+def recruiting_by_subtype(subtypes: Mapping[str | None, int],
+                          vocabulary: Vocabulary) -> Figure:
+    """`subtypes`: how many recruiting trials carry each stored subtype list."""
+    rows = count_tags(subtypes, list(vocabulary.subtypes), vocabulary)
+    total = sum(subtypes.values())
     if rows:
         top, n = max(rows, key=lambda row: row[1])
-        reading = (f"Of {_plural(len(recruiting), 'trial')} recruiting now, the most are for "
+        reading = (f"Of {_plural(total, 'trial')} recruiting now, the most are for "
                    f"{top.lower()} ({n}). A trial can be for more than one kind of myositis.")
     else:
         reading = "No tracked trial is recruiting now."
@@ -78,9 +91,9 @@ def recruiting_by_subtype(recruiting: list[Study], vocabulary: Vocabulary) -> Fi
                   reading, rows, ("Kind of myositis", "Trials"))
 
 
-def recruiting_by_country(recruiting: list[Study]) -> Figure:
-    rows = Counter(c for s in recruiting for c in split_list(s.recruiting_countries)
-                   ).most_common()
+def recruiting_by_country(countries: Mapping[str | None, int]) -> Figure:
+    """`countries`: how many recruiting trials carry each stored list of countries."""
+    rows = split_counts(countries).most_common()
     if rows:
         reading = (f"Trials are recruiting in {_plural(len(rows), 'country', 'countries')}; "
                    f"the most in {rows[0][0]} ({_plural(rows[0][1], 'trial')}).")
@@ -92,13 +105,18 @@ def recruiting_by_country(recruiting: list[Study]) -> Figure:
                        "lists them all." if len(rows) > 15 else "")
 
 
-def by_phase(studies: list[Study]) -> Figure:
-    rows = Counter(phases_label(split_list(s.phases) or None) for s in studies).most_common()
+def by_phase(phases: Mapping[str | None, int]) -> Figure:
+    """`phases`: how many trials carry each stored list of phases."""
+    labels: Counter[str] = Counter()
+    for joined, n in phases.items():
+        labels[phases_label(split_list(joined) or None)] += n
+    rows = labels.most_common()
+    total = sum(phases.values())
     phased = [(label, n) for label, n in rows if "Phase" in label and label != "No phase"]
-    unphased = len(studies) - sum(n for _, n in phased)
+    unphased = total - sum(n for _, n in phased)
     if phased:
         reading = (f"{phased[0][0]} is the most common stage ({phased[0][1]} of "
-                   f"{_plural(len(studies), 'trial')}).")
+                   f"{_plural(total, 'trial')}).")
         if unphased:
             reading += (f" {_plural(unphased, 'trial has', 'trials have')} no phase: they "
                         "test something other than a new medicine (exercise or a device, say) "
@@ -111,8 +129,9 @@ def by_phase(studies: list[Study]) -> Figure:
                   ("Phase", "Trials"))
 
 
-def by_therapy(studies: list[Study], vocabulary: Vocabulary) -> Figure:
-    rows = count_tags(studies, "therapies", vocabulary.therapy_names, vocabulary)
+def by_therapy(therapies: Mapping[str | None, int], vocabulary: Vocabulary) -> Figure:
+    """`therapies`: how many trials carry each stored list of treatment classes."""
+    rows = count_tags(therapies, vocabulary.therapy_names, vocabulary)
     reading = (f"The treatment tested most often is {rows[0][0].lower()} "
                f"({_plural(rows[0][1], 'trial')})." if rows
                else "No tracked trial names a treatment we can group.")
@@ -120,12 +139,13 @@ def by_therapy(studies: list[Study], vocabulary: Vocabulary) -> Figure:
                   sorted(rows, key=lambda row: -row[1]), ("Kind of treatment", "Trials"))
 
 
-def per_quarter(studies: list[Study]) -> Figure:
+def per_quarter(first_posted: Mapping[str | None, int]) -> Figure:
+    """`first_posted`: how many trials were first posted on each date."""
     counts: Counter[tuple[int, int]] = Counter()
-    for study in studies:
-        posted = study.first_posted or ""
+    for posted, n in first_posted.items():
+        posted = posted or ""
         if len(posted) >= 7 and posted[:4].isdigit() and posted[5:7].isdigit():
-            counts[(int(posted[:4]), (int(posted[5:7]) - 1) // 3 + 1)] += 1
+            counts[(int(posted[:4]), (int(posted[5:7]) - 1) // 3 + 1)] += n
     rows: list[tuple[str, int]] = []
     if counts:
         year, quarter = min(counts)
@@ -145,13 +165,17 @@ def per_quarter(studies: list[Study]) -> Figure:
                   ("Quarter", "New trials"), kind="columns")
 
 
-def sponsor_types(studies: list[Study]) -> Figure:
-    """Industry, academic or government, from the lead sponsor's class on the registry."""
-    counts = Counter(SPONSOR_TYPES.get(s.sponsor_class or "", NOT_STATED) for s in studies)
+def sponsor_types(classes: Mapping[str | None, int]) -> Figure:
+    """Industry, academic or government, from the lead sponsor's class on the registry
+    (`classes`: how many trials have each)."""
+    counts: Counter[str] = Counter()
+    for sponsor_class, n in classes.items():
+        counts[SPONSOR_TYPES.get(sponsor_class or "", NOT_STATED)] += n
+    total = sum(classes.values())
     order = ("Companies", "Universities and hospitals", "Governments", NOT_STATED)
     rows = [(label, counts[label]) for label in order if counts[label]]
     parts = [f"{counts[label]} by {label.lower()}" for label in order[:3] if counts[label]]
-    reading = (f"Of {_plural(len(studies), 'trial')}, " + ", ".join(parts) + "."
+    reading = (f"Of {_plural(total, 'trial')}, " + ", ".join(parts) + "."
                if parts else "No tracked trial names the kind of organisation running it.")
     return Figure("sponsor_types", "Who runs the trials", reading, rows,
                   ("Lead organisation", "Trials"))
@@ -178,14 +202,17 @@ def months_between(start: date, end: date) -> float:
     return (end - start).days / 30.44
 
 
-def wait_to_recruit(studies: list[Study]) -> Figure:
+WAIT_COLUMNS = ("first_submitted", "first_posted", "start_date", "start_date_type")
+
+
+def wait_to_recruit(rows: Iterable[tuple[Any, ...]]) -> Figure:
     """From registration (first submitted, else first posted) to the actual start date: the
-    day the first person joined, as the registry defines it."""
+    day the first person joined, as the registry defines it. `rows` hold WAIT_COLUMNS."""
     waits: list[float] = []
-    for study in studies:
-        registered = _day(study.first_submitted or study.first_posted)
-        started = _day(study.start_date)
-        if study.start_date_type == "ACTUAL" and registered and started:
+    for first_submitted, first_posted, start_date, start_type in rows:
+        registered = _day(first_submitted or first_posted)
+        started = _day(start_date)
+        if start_type == "ACTUAL" and registered and started:
             waits.append(months_between(registered, started))
     counts = Counter(_wait_bucket(m) for m in waits)
     rows = [(label, counts[label]) for label in WAIT_BUCKETS if waits]
@@ -215,22 +242,28 @@ def _wait_bucket(months: float) -> str:
     return WAIT_BUCKETS[4]
 
 
-def enrolment(completed: list[Study], first_records: Mapping[str, Record]) -> Figure:
-    """Planned against actual numbers of people, for completed trials. The planned number is
-    the estimate in the oldest version the tracker holds; a trial first seen already
-    completed has none, so the reading says how many could be compared."""
-    actual = [s for s in completed if s.enrollment_type == "ACTUAL" and s.enrollment is not None]
+ENROLMENT_COLUMNS = ("nct_id", "enrollment", "enrollment_type")
+
+
+def enrolment(completed: Iterable[tuple[Any, ...]], first_records: Mapping[str, Record]
+              ) -> Figure:
+    """Planned against actual numbers of people, for completed trials (`completed` holds
+    ENROLMENT_COLUMNS). The planned number is the estimate in the oldest version the tracker
+    holds; a trial first seen already completed has none, so the reading says how many could
+    be compared."""
+    actual = [(nct_id, n) for nct_id, n, kind in completed
+              if kind == "ACTUAL" and isinstance(n, int)]
     ratios: list[float] = []
-    for study in actual:
-        first = first_records.get(study.nct_id) or {}
+    for nct_id, joined in actual:
+        first = first_records.get(nct_id) or {}
         info = get(first, "protocolSection.designModule.enrollmentInfo") or {}
         planned = info.get("count") if isinstance(info, dict) else None
         if info.get("type") == "ESTIMATED" and isinstance(planned, int) and planned > 0:
-            ratios.append((study.enrollment or 0) / planned)
+            ratios.append(joined / planned)
     counts = Counter(ENROLMENT_BUCKETS[0] if r < 0.5 else ENROLMENT_BUCKETS[1] if r < 1
                      else ENROLMENT_BUCKETS[2] for r in ratios)
     rows = [(label, counts[label]) for label in ENROLMENT_BUCKETS if ratios]
-    people = sorted(s.enrollment or 0 for s in actual)
+    people = sorted(n for _, n in actual)
     size = (f"Completed trials took in {round(median(people))} people each (the middle "
             f"value of {len(people)})." if people else "No completed trial gives its "
             "actual number of people yet.")
@@ -246,15 +279,17 @@ def enrolment(completed: list[Study], first_records: Mapping[str, Record]) -> Fi
                   extra={"completed_with_actual": len(people), "compared": len(ratios)})
 
 
-def subtype_by_status(studies: list[Study], vocabulary: Vocabulary) -> dict[str, Any]:
-    """For each subtype, how many trials are in each status, busiest status first."""
+def subtype_by_status(pairs: Mapping[tuple[str | None, str | None], int],
+                      vocabulary: Vocabulary) -> dict[str, Any]:
+    """For each subtype, how many trials are in each status, busiest status first (`pairs`:
+    how many trials have each stored subtype list and status)."""
     statuses: Counter[str] = Counter()
     table: dict[str, Counter[str]] = {}
-    for study in studies:
-        status = status_label(study.overall_status)
-        statuses[status] += 1
-        for tag in split_list(study.subtypes):
-            table.setdefault(tag, Counter())[status] += 1
+    for (subtypes, overall_status), n in pairs.items():
+        status = status_label(overall_status)
+        statuses[status] += n
+        for tag in split_list(subtypes):
+            table.setdefault(tag, Counter())[status] += n
     columns = [s for s, _ in statuses.most_common()]
     rows = [[vocabulary.label(tag), *[table[tag][c] for c in columns]]
             for tag in vocabulary.subtypes if tag in table]
@@ -264,21 +299,24 @@ def subtype_by_status(studies: list[Study], vocabulary: Vocabulary) -> dict[str,
     return {"columns": columns, "rows": rows, "words": words}
 
 
-def overdue_results(studies: list[Study], today: date) -> list[dict[str, Any]]:
+OVERDUE_COLUMNS = ("nct_id", "brief_title", "overall_status", "has_results",
+                   "primary_completion_date", "completion_date", "study_type")
+
+
+def overdue_results(rows: Iterable[tuple[Any, ...]], today: date) -> list[dict[str, Any]]:
     """Completed interventional trials more than a year past their (primary) completion with
-    no results posted, longest overdue first, with how long in months."""
+    no results posted, longest overdue first, with how long in months (`rows` hold
+    OVERDUE_COLUMNS)."""
     late = []
-    for study in studies:
-        deadline = results_deadline(study.overall_status, study.has_results,
-                                    study.primary_completion_date, study.completion_date,
-                                    study.study_type)
+    for nct_id, title, status, has_results, primary, completion, study_type in rows:
+        deadline = results_deadline(status, bool(has_results), primary, completion,
+                                    study_type)
         if deadline is not None and today > deadline:
-            months = int(months_between(deadline, today))
-            late.append((deadline, study, months))
-    late.sort(key=lambda item: (item[0], item[1].nct_id))
-    return [{"nct_id": s.nct_id, "title": s.brief_title, "months": months,
+            late.append((deadline, nct_id, title, int(months_between(deadline, today))))
+    late.sort()
+    return [{"nct_id": nct_id, "title": title, "months": months,
              "overdue": _how_long(months), "due": deadline.isoformat()}
-            for deadline, s, months in late]
+            for deadline, nct_id, title, months in late]
 
 
 def _how_long(months: int) -> str:

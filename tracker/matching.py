@@ -1,8 +1,10 @@
 """Who wants which change, and when: the pure rules of digests.
 
 `wants(subscriber, study, event)` decides whether one change belongs in one subscriber's
-digest, and `is_due(subscriber, now, timezone, weekly_day)` whether a digest run at `now`
-serves them; both read only stored values, so they are tested without a database.
+digest (never one of a study without a myositis subtype: a look-alike such as viral myositis,
+which only the operator's digest of every change lists), and `is_due(subscriber, now,
+timezone, weekly_day)` whether a digest run at `now` serves them; both read only stored
+values, so they are tested without a database.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ def is_patient_change(event: ChangeEvent) -> bool:
 def wants(subscriber: Subscriber, study: Study | None, event: ChangeEvent) -> bool:
     if subscriber.changes == ChangeSet.PATIENT and not is_patient_change(event):
         return False
-    if study is None:
-        return False
+    if study is None or not study.subtypes:
+        return False  # a study with no kind of myositis (a look-alike) is never announced
     if subscriber.subtypes and not _overlap(subscriber.subtypes, study.subtypes):
         return False
     if subscriber.therapies and not _overlap(subscriber.therapies, study.therapies):

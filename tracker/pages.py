@@ -34,7 +34,7 @@ from tracker.matching import distance_km
 from tracker.models import Study
 from tracker.notify import freshness
 from tracker.places import Place
-from tracker.record import status_label
+from tracker.record import status_explained
 from tracker.report import WEEK, Week
 from tracker.store import StudyFilter
 from tracker.text import history_url, split_list, study_url
@@ -206,7 +206,7 @@ def card(study: Study, vocabulary: Vocabulary, sites: list[SitePlace]) -> dict[s
     return {
         "nct_id": study.nct_id,
         "title": study.brief_title or study.nct_id,
-        "status": status_label(study.overall_status),
+        "status": status_explained(study.overall_status),
         "tests": ", ".join(split_list(study.interventions)) or "Not given",
         "who": who_can_join(study),
         "subtypes": [vocabulary.label(t) for t in split_list(study.subtypes)],

@@ -31,6 +31,39 @@ STATUS_LABELS = {
     "WITHHELD": "Withheld",
     "UNKNOWN": "Unknown status",
 }
+# A status as a patient reads it: what the trial (or one of its sites) is now, in a few
+# words, and what that means for joining. The registry's own words above stay for the
+# technical summaries; these are for digests, the site and the patient sentences.
+PLAIN_STATUS = {
+    "RECRUITING": ("Recruiting", "you can ask the study team about joining"),
+    "NOT_YET_RECRUITING": ("Not recruiting yet",
+                           "the trial is expected to open, but nobody can join yet"),
+    "ACTIVE_NOT_RECRUITING": ("Active, not recruiting",
+                              "the trial goes on with the people already taking part, and "
+                              "nobody new can join"),
+    "ENROLLING_BY_INVITATION": ("Enrolling by invitation only",
+                                "the study team invites people; you cannot ask to join"),
+    "COMPLETED": ("Finished", "nobody new can join"),
+    "TERMINATED": ("Stopped early", "nobody new can join"),
+    "SUSPENDED": ("Paused", "nobody new can join for now"),
+    "WITHDRAWN": ("Withdrawn", "it was called off before anyone took part"),
+    "UNKNOWN": ("Status unknown",
+                "the sponsor has not confirmed it recently, so it may not be open"),
+    # Expanded access: a way to get a treatment outside a trial, asked for by a doctor.
+    "AVAILABLE": ("Available outside a trial (expanded access)",
+                  "a doctor can ask for this treatment for a patient who cannot join a trial"),
+    "NO_LONGER_AVAILABLE": ("No longer available outside a trial (expanded access)",
+                            "doctors can no longer ask for this treatment this way"),
+    "TEMPORARILY_NOT_AVAILABLE": ("Not available outside a trial for now (expanded access)",
+                                  "doctors cannot ask for this treatment this way at the "
+                                  "moment"),
+    # Approved by the FDA for some use: never to be read as approved for myositis.
+    "APPROVED_FOR_MARKETING": ("Approved for sale, not necessarily for myositis",
+                               "the US medicines agency (FDA) approved this treatment for "
+                               "sale for some illness; this does not mean it is approved for "
+                               "myositis"),
+    "WITHHELD": ("Status withheld", "the sponsor has not made it public"),
+}
 PHASE_LABELS = {
     "NA": "Not Applicable",
     "EARLY_PHASE1": "Early Phase 1",
@@ -81,6 +114,24 @@ def status_label(status: str | None) -> str:
     if not status:
         return "No status"
     return STATUS_LABELS.get(status, status.replace("_", " ").capitalize())
+
+
+def status_words(status: str | None) -> str:
+    """The status in a patient's few words ("Paused"); an unknown code as its label."""
+    plain = PLAIN_STATUS.get(status or "")
+    return plain[0] if plain else status_label(status)
+
+
+def status_meaning(status: str | None) -> str:
+    """What the status means for joining ("nobody new can join for now"); "" if unknown."""
+    plain = PLAIN_STATUS.get(status or "")
+    return plain[1] if plain else ""
+
+
+def status_explained(status: str | None) -> str:
+    """Words and meaning in one line: "Paused: nobody new can join for now"."""
+    meaning = status_meaning(status)
+    return f"{status_words(status)}: {meaning}" if meaning else status_words(status)
 
 
 def phases_label(phases: list[str] | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -20,14 +21,14 @@ from urllib.parse import quote
 from jinja2 import Environment
 from markupsafe import Markup
 
-from tracker import charts, figures, templating
+from tracker import charts, figures, landscape, templating
 from tracker.errors import BadWeek, WriteError
 from tracker.feeds import atom_feed, events_for_subtype
 from tracker.matching import STOPPED
 from tracker.models import ChangeEvent, ChangeKind, Study
 from tracker.notify import freshness
 from tracker.record import site_key, status_label
-from tracker.store import Store
+from tracker.store import STUDY, Store, StudyFilter
 from tracker.text import split_list as split
 from tracker.text import study_url
 from tracker.times import as_utc, long_date, utc_time
@@ -35,6 +36,7 @@ from tracker.views import who_can_join
 from tracker.vocabulary import Vocabulary
 
 WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+RECRUITING_LISTED = 250  # more than myositis has ever had; beyond it, the site lists them all
 
 
 @dataclass(frozen=True)
@@ -81,52 +83,62 @@ def collect(store: Store, vocabulary: Vocabulary, week: Week, now: datetime, *,
             trial_pages: str | None = None) -> dict[str, Any]:
     """Everything the report shows, as plain JSON-able data. `trial_pages` is the base URL of
     the site's trial pages (".../trials"); without it trials link to ClinicalTrials.gov."""
-    studies = list(store.iter_studies())
     first, end = week.start.date(), week.end.date()
-    events = sorted(store.changes(posted_from=first, posted_before=end),
+    mine = StudyFilter(myositis_only=True)  # look-alikes (viral myositis...) are left out
+    events = sorted(store.changes(posted_from=first, posted_before=end, where=mine),
                     key=lambda e: (e.posted_on, e.id or 0))
-    late = seen_late(store, week)
+    late = seen_late(store, week, mine)
     named = store.studies({e.nct_id for e in [*events, *late]})
     link = _linker(trial_pages)
 
-    new = sorted((s for s in studies if _within(s.first_posted, first, end)),
-                 key=lambda s: (s.first_posted or "", s.nct_id))
+    new = sorted(landscape.studies(store, mine, landscape.posted_between(
+        "first_posted", first, end)), key=lambda s: (s.first_posted or "", s.nct_id))
     new_ids = {s.nct_id for s in new}
     newly_tracked = [e for e in events if e.kind == ChangeKind.NEW and e.nct_id not in new_ids]
-    results = _results(studies, events, first, end, named, link, vocabulary)
+    results = _results(landscape.studies(store, mine, landscape.posted_between(
+        "results_first_posted", first, end)), events, named, link, vocabulary)
     stopped = [e for e in events if e.kind == ChangeKind.STATUS and e.field == "overallStatus"
                and json.loads(e.new_value or "null") in STOPPED]
     changes = [e for e in events if e.kind not in (ChangeKind.NEW, ChangeKind.RESULTS_POSTED)]
     changed = {e.nct_id for e in changes}
-    posted = store.versions_posted(first, end)
-    current = {s.nct_id: s for s in studies}
+    posted = {n: day for n, day in store.versions_posted(first, end).items()
+              if n not in changed and n not in new_ids}
+    current = {s.nct_id: s for s in landscape.studies(
+        store, mine, STUDY.c.nct_id.in_(sorted(posted)))} if posted else {}
     updated = [{**_trial(current[n], link, vocabulary), "date": day,
                 "status_checked": _month(current[n].status_verified)} for n, day in sorted(
-        posted.items(), key=lambda item: (item[1], item[0]))
-        if n in current and n not in changed and n not in new_ids]
-    recruiting = [s for s in studies if s.recruiting]
-    completed = [s for s in studies if s.overall_status == "COMPLETED"]
+        posted.items(), key=lambda item: (item[1], item[0])) if n in current]
+    recruiting = StudyFilter(myositis_only=True, recruiting=True)
+    completed = [row for row in landscape.columns(
+        store, mine, figures.ENROLMENT_COLUMNS, STUDY.c.overall_status == "COMPLETED")]
     fresh = freshness(store, now)
     coverage = _coverage(store.watching_since(), week)
     figures_ = [
-        figures.recruiting_by_subtype(recruiting, vocabulary),
-        figures.recruiting_by_country(recruiting),
-        figures.by_phase(studies),
-        figures.by_therapy(studies, vocabulary),
-        figures.per_quarter(studies),
-        figures.sponsor_types(studies),
-        figures.wait_to_recruit(studies),
-        figures.enrolment(completed, store.earliest_records(s.nct_id for s in completed)),
+        figures.recruiting_by_subtype(_single(landscape.grouped(store, recruiting, "subtypes")),
+                                      vocabulary),
+        figures.recruiting_by_country(_single(landscape.grouped(store, recruiting,
+                                                                "recruiting_countries"))),
+        figures.by_phase(_single(landscape.grouped(store, mine, "phases"))),
+        figures.by_therapy(_single(landscape.grouped(store, mine, "therapies")), vocabulary),
+        figures.per_quarter(_single(landscape.grouped(store, mine, "first_posted"))),
+        figures.sponsor_types(_single(landscape.grouped(store, mine, "sponsor_class"))),
+        figures.wait_to_recruit(landscape.columns(store, mine, figures.WAIT_COLUMNS,
+                                                  STUDY.c.start_date_type == "ACTUAL")),
+        figures.enrolment(completed, store.earliest_records(landscape.revised(
+            store, [row[0] for row in completed if row[2] == "ACTUAL"]))),
     ]
+    tracked = landscape.count(store, mine)
     return {
         "week": week.name,
         "start": first.isoformat(),
         "end": (end - timedelta(days=1)).isoformat(),
         "generated_at": now.isoformat(timespec="seconds"),
         "coverage": coverage,
-        "headline": {"tracked": len(studies), "recruiting": len(recruiting), "new": len(new),
-                     "changed": len(changed), "results_posted": len(results),
+        "headline": {"tracked": tracked,
+                     "recruiting": landscape.count(store, recruiting),
+                     "new": len(new), "changed": len(changed), "results_posted": len(results),
                      "stopped": len({e.nct_id for e in stopped}), "seen_late": len(late)},
+        "look_alikes": landscape.count(store, StudyFilter()) - tracked,
         "new_trials": [{**_trial(s, link, vocabulary), "date": s.first_posted} for s in new],
         "newly_tracked": [{**_trial(named.get(e.nct_id), link, vocabulary, e.nct_id),
                            "date": e.posted_on.isoformat()} for e in newly_tracked],
@@ -134,12 +146,18 @@ def collect(store: Store, vocabulary: Vocabulary, week: Week, now: datetime, *,
         "changes": _by_kind(changes, named, link),
         "updated": updated,
         "seen_late": [_change(e, named, link) for e in late],
-        "recruiting": recruiting_now(recruiting, events, vocabulary, link),
+        "recruiting": recruiting_now(
+            landscape.studies(store, recruiting, newest=RECRUITING_LISTED), events, vocabulary,
+            link, landscape.count(store, recruiting),
+            trial_pages or "https://clinicaltrials.gov/search?cond=myositis&aggFilters=status:rec"),
         "figures": [f.as_dict() for f in figures_],
-        "subtype_by_status": figures.subtype_by_status(studies, vocabulary),
+        "subtype_by_status": figures.subtype_by_status(
+            landscape.grouped(store, mine, "subtypes", "overall_status"), vocabulary),
         "results_overdue": [{**o, "url": link(o["nct_id"]),
                              "registry_url": study_url(o["nct_id"])}
-                            for o in figures.overdue_results(studies, now.date())],
+                            for o in figures.overdue_results(landscape.columns(
+                                store, mine, figures.OVERDUE_COLUMNS,
+                                STUDY.c.overall_status == "COMPLETED"), now.date())],
         "freshness": {"data_timestamp": fresh.data_timestamp,
                       "last_success": fresh.last_success.isoformat(timespec="minutes")
                       if fresh.last_success else None,
@@ -150,12 +168,13 @@ def collect(store: Store, vocabulary: Vocabulary, week: Week, now: datetime, *,
     }
 
 
-def seen_late(store: Store, week: Week) -> list[ChangeEvent]:
+def seen_late(store: Store, week: Week, where: StudyFilter | None = None
+              ) -> list[ChangeEvent]:
     """Changes the tracker saw during `week` that the registry posted in an earlier week and
     that were not in that week's report when it was first written (or it never was)."""
     written = store.report_weeks()
     late = []
-    for event in store.changes(since=week.start):
+    for event in store.changes(since=week.start, where=where):
         if as_utc(event.detected_at) >= week.end or event.posted_on >= week.start.date():
             continue
         own = written.get(Week.of(event.posted_on).name)
@@ -187,11 +206,9 @@ def _month(partial: str | None) -> str | None:
         return None
 
 
-def _within(day: str | None, first: date, end: date) -> bool:
-    try:
-        return first <= date.fromisoformat((day or "")[:10]) < end
-    except ValueError:
-        return False  # a partial or unreadable date is not in any one week
+def _single(counts: Counter[tuple[Any, ...]]) -> Counter[Any]:
+    """Counts grouped by one column, keyed by its value rather than a 1-tuple."""
+    return Counter({key[0]: n for key, n in counts.items()})
 
 
 def _linker(trial_pages: str | None) -> Callable[[str], str]:
@@ -212,14 +229,12 @@ def _trial(study: Study | None, link: Callable[[str], str], vocabulary: Vocabula
             "url": link(nct_id), "registry_url": study_url(nct_id)}
 
 
-def _results(studies: list[Study], events: list[ChangeEvent], first: date, end: date,
-             named: dict[str, Study], link: Callable[[str], str],
-             vocabulary: Vocabulary) -> list[dict[str, Any]]:
-    """Trials whose results were first posted in the week: from the registry's date, and from
-    changes seen (a results date the record does not carry yet)."""
+def _results(studies: list[Study], events: list[ChangeEvent], named: dict[str, Study],
+             link: Callable[[str], str], vocabulary: Vocabulary) -> list[dict[str, Any]]:
+    """Trials whose results were first posted in the week (`studies`, by the registry's
+    date) and those a change says posted results (a date the record may not carry yet)."""
     found: dict[str, tuple[Study | None, str | None]] = {
-        s.nct_id: (s, s.results_first_posted) for s in studies
-        if _within(s.results_first_posted, first, end)}
+        s.nct_id: (s, s.results_first_posted) for s in studies}
     for event in events:
         if event.kind == ChangeKind.RESULTS_POSTED and event.nct_id not in found:
             found[event.nct_id] = (named.get(event.nct_id), event.posted_on.isoformat())
@@ -252,9 +267,11 @@ def _by_kind(events: list[ChangeEvent], studies: dict[str, Study],
 
 
 def recruiting_now(recruiting: list[Study], events: list[ChangeEvent], vocabulary: Vocabulary,
-                   link: Callable[[str], str]) -> dict[str, Any]:
+                   link: Callable[[str], str], total: int | None = None,
+                   everything: str = "") -> dict[str, Any]:
     """Each recruiting trial with who can join and where, and two indexes into them: by kind
-    of myositis and by country. Sites added in the week are marked new."""
+    of myositis and by country. Sites added in the week are marked new. When `recruiting` is
+    only the newest `RECRUITING_LISTED` of `total`, `everything` is where all are listed."""
     added: dict[str, set[str]] = {}
     for event in events:
         if event.kind == ChangeKind.SITE_ADDED and event.new_value:
@@ -278,6 +295,8 @@ def recruiting_now(recruiting: list[Study], events: list[ChangeEvent], vocabular
                  "new": any(c["new"] for c in place["cities"])})
     return {
         "trials": trials,
+        "total": len(trials) if total is None else total,
+        "everything": everything if total is not None and total > len(trials) else "",
         "by_kind": kinds,
         "by_country": [{"country": name, "anchor": "in-" + _slug(name), "trials": entries}
                        for name, entries in sorted(countries.items(),

@@ -300,21 +300,26 @@ def _report_week(row: Any) -> ReportWeek:
 
 @dataclass(frozen=True)
 class StudyFilter:
-    """What `changes` and `export` narrow to; values within one option are alternatives."""
+    """What `changes` and `export` narrow to; values within one option are alternatives.
+    `myositis_only` keeps the studies with a myositis subtype, leaving out the look-alikes
+    (viral myositis, myositis ossificans...) a broad query also brings in."""
 
     subtypes: tuple[str, ...] = ()
     therapies: tuple[str, ...] = ()
     recruiting: bool = False
     children: bool = False
     countries: tuple[str, ...] = ()
+    myositis_only: bool = False
 
     @property
     def active(self) -> bool:
         return bool(self.subtypes or self.therapies or self.recruiting or self.children
-                    or self.countries)
+                    or self.countries or self.myositis_only)
 
     def clauses(self) -> list[Any]:
         out: list[Any] = []
+        if self.myositis_only:
+            out.append(func.coalesce(STUDY.c.subtypes, "") != "")
         if self.subtypes:
             out.append(or_(*(_has(STUDY.c.subtypes, t) for t in self.subtypes)))
         if self.therapies:

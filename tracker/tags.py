@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from tracker.record import Record, get
-from tracker.subtypes import SubtypeTagger
+from tracker.subtypes import NotMyositis, SubtypeTagger
 from tracker.text import join_list
 from tracker.treatments import TreatmentTagger
 from tracker.vocabulary import Evidence, Vocabulary
@@ -26,6 +26,7 @@ from tracker.vocabulary import Evidence, Vocabulary
 class Tags:
     subtypes: dict[str, list[Evidence]] = field(default_factory=dict)
     therapies: dict[str, list[Evidence]] = field(default_factory=dict)
+    not_myositis: list[NotMyositis] = field(default_factory=list)  # look-alikes, and why
 
 
 class Tagger:
@@ -37,7 +38,8 @@ class Tagger:
         self.treatments = TreatmentTagger(vocabulary)
 
     def tag(self, study: Record) -> Tags:
-        return Tags(self.subtypes.tag(study), self.treatments.tag(study))
+        reading = self.subtypes.read(study)
+        return Tags(reading.subtypes, self.treatments.tag(study), reading.not_myositis)
 
 
 # --- patient-relevant facts ----------------------------------------------------------------
@@ -88,13 +90,16 @@ def columns(tags: Tags, study: Record) -> dict[str, Any]:
                      if isinstance(loc.get("geoPoint"), dict)
                      and {"lat", "lon"} <= set(loc["geoPoint"])})
     countries = sorted({" ".join(s["country"].split()) for s in sites if s.get("country")})
+    evidence: dict[str, Any] = {
+        "subtypes": {t: [[e.source, e.text] for e in ev] for t, ev in tags.subtypes.items()},
+        "therapies": {t: [[e.source, e.text] for e in ev] for t, ev in tags.therapies.items()},
+    }
+    if tags.not_myositis:  # [source, words, reason] of each look-alike read
+        evidence["not_myositis"] = [[n.source, n.text, n.reason] for n in tags.not_myositis]
     return {
         "subtypes": join_list(tags.subtypes),
         "therapies": join_list(tags.therapies),
-        "tag_evidence": json.dumps({
-            "subtypes": {t: [[e.source, e.text] for e in ev] for t, ev in tags.subtypes.items()},
-            "therapies": {t: [[e.source, e.text] for e in ev] for t, ev in tags.therapies.items()},
-        }, ensure_ascii=False),
+        "tag_evidence": json.dumps(evidence, ensure_ascii=False),
         "recruiting": get(p, "statusModule.overallStatus") == "RECRUITING",
         "children": bool(children),
         "min_age_years": minimum,

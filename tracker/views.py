@@ -129,6 +129,8 @@ def study_lines(s: Study, vocabulary: Vocabulary, today: date) -> Iterator[tuple
         yield label, "; ".join(
             f"{vocabulary.label(t)} [{t}] (matched {_evidence(ev)})" for t, ev in tags.items()
         ) or "none recognised"
+        if group == "subtypes":
+            yield from _not_myositis_lines(s, evidence.get("not_myositis", []))
     yield "Conditions", "; ".join(split_list(s.conditions)) or "none listed"
     yield "Interventions", "; ".join(split_list(s.interventions)) or "none listed"
     yield "Sponsor", s.lead_sponsor or "not given"
@@ -189,6 +191,17 @@ def _who(s: Study) -> str:
     age = " ".join(ages) or "any age"
     children = "children can take part" if s.children else "adults only"
     return f"{age} ({children})"
+
+
+def _not_myositis_lines(s: Study, look_alikes: list[list[str]]) -> Iterator[tuple[str, str]]:
+    """The words read as look-alikes, each with its reason, and, for a study without a
+    subtype, that patients are not told about it."""
+    if look_alikes:
+        yield "Not counted as myositis", "; ".join(
+            f"'{words}' in {source} ({reason})" for source, words, reason in look_alikes)
+    if not s.subtypes:
+        yield "Patients told", "no: no kind of myositis recognised, so digests to " \
+            "subscribers leave it out (the operator's digest still lists its changes)"
 
 
 def _evidence(evidence: list[list[str]]) -> str:
