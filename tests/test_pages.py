@@ -3,6 +3,7 @@ of real records: three edited to recruit in known places, the others closed."""
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 from collections.abc import Iterator
@@ -50,7 +51,18 @@ def records() -> list[dict[str, Any]]:
     body = studies["NCT02803307"]  # inclusion body myositis
     recruiting(body, ("Taipei", "Taiwan", 25.0330, 121.5654))
     module(body, "identificationModule")["briefTitle"] = "<script>alert(1)</script> IBM study"
-    return list(studies.values())
+    # A look-alike the broad query brings in: recruiting, but not a myositis trial, so the
+    # site neither lists nor counts it.
+    flu = copy.deepcopy(studies["NCT02248896"])
+    module(flu, "identificationModule").update(
+        nctId="NCT09900002", briefTitle="Oseltamivir in Influenza-Associated Myositis")
+    module(flu, "identificationModule").pop("officialTitle", None)
+    module(flu, "conditionsModule").update(conditions=["Influenza", "Viral Myositis"],
+                                           keywords=[])
+    module(flu, "descriptionModule")["briefSummary"] = "Children with influenza."
+    flu.pop("derivedSection", None)
+    recruiting(flu, ("Paris", "France", 48.8566, 2.3522))
+    return [*studies.values(), flu]
 
 
 @pytest.fixture

@@ -17,7 +17,16 @@ from tests.fakeapi import Registry
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient
 from tracker.errors import TrackerError
-from tracker.report import BadWeek, Week, by_year, collect, markdown_escape, stamp, write
+from tracker.report import (
+    BadWeek,
+    Week,
+    by_year,
+    collect,
+    markdown_escape,
+    render_html,
+    stamp,
+    write,
+)
 from tracker.store import Store
 from tracker.sync import sync
 from tracker.vocabulary import load_vocabulary
@@ -229,6 +238,36 @@ def test_recruiting_trials_are_listed_by_name_with_who_can_join_and_where(
     assert recruiting["by_country"][0]["trials"][0]["anchor"] == trial["anchor"]
     kinds = {k["label"]: [t["nct_id"] for t in k["trials"]] for k in recruiting["by_kind"]}
     assert kinds["Immune-mediated necrotizing myopathy"] == ["NCT07725679"]
+
+
+def test_look_alike_studies_are_left_out_of_the_report_and_counted_once(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry,
+        tmp_path: Path) -> None:
+    flu = posted(registry.studies["NCT02248896"], "2026-11-17", first=True)
+    flu["protocolSection"]["identificationModule"]["nctId"] = "NCT09900001"
+    flu["protocolSection"]["identificationModule"]["briefTitle"] = \
+        "Oseltamivir in Influenza-Associated Myositis in Children"
+    flu["protocolSection"]["identificationModule"].pop("officialTitle", None)
+    flu["protocolSection"]["conditionsModule"] = {"conditions": ["Influenza",
+                                                                 "Viral Myositis"]}
+    flu["protocolSection"]["descriptionModule"] = {"briefSummary": "Children with flu."}
+    registry.put(flu)
+    sync(settings, store, client)
+
+    data = collect(store, VOCABULARY, W47, NOW)
+    assert data["headline"]["tracked"] == 7 and data["look_alikes"] == 1
+    assert data["new_trials"] == []  # first posted that week, but not a myositis trial
+    page = render_html(data)
+    assert "1 other study is watched but left out of this report" in page
+    flu["protocolSection"]["statusModule"]["overallStatus"] = "TERMINATED"
+    registry.put(posted(flu, "2026-11-21"))
+    registry.data_timestamp = "2026-11-22T09:00:05"
+    sync(settings, store, client)
+    assert store.changes(nct_id="NCT09900001")  # recorded, with its history...
+    write(store, VOCABULARY, W47, tmp_path, NOW, "https://x.org/r")
+    feed = (tmp_path / "feed.atom").read_text()  # ...but not announced in the feeds
+    assert "NCT09900001" not in feed and "NCT09900001" not in (tmp_path / "2026-W47.md"
+                                                               ).read_text()
 
 
 def test_beyond_a_few_hundred_recruiting_trials_the_newest_are_listed_and_the_rest_linked(

@@ -739,3 +739,21 @@ def test_a_study_that_becomes_not_myositis_keeps_its_history_and_is_no_longer_an
     assert operator is not None and operator.change_count == len(events)
     listed = {s.nct_id for s in store.iter_studies(where=StudyFilter(myositis_only=True))}
     assert "NCT09000001" not in listed and len(listed) == len(registry.studies) - 1
+
+
+def test_an_overlap_antibody_alone_is_not_overlap_myositis() -> None:
+    lupus = about(["Systemic Lupus Erythematosus"], ["anti-Ku", "anti-PM/Scl antibodies"],
+                  title="Hydroxychloroquine Levels in Lupus With Anti-Ku Antibodies")
+    assert subtypes(lupus) == []
+    myositis = about(["Myositis"], ["anti-PM/Scl antibodies"],
+                     title="Outcomes of Myositis With Anti-PM/Scl Antibodies")
+    assert "overlap" in subtypes(myositis)
+
+
+def test_necrotizing_myositis_without_an_immune_cause_is_the_infection() -> None:
+    infection = about(["Necrotizing Myositis", "Group A Streptococcal Infections"],
+                      title="Clindamycin in Streptococcal Necrotizing Myositis")
+    assert subtypes(infection) == []
+    assert TAGGER.tag(infection).not_myositis
+    autoimmune = about(["Immune-mediated Necrotizing Myositis"])
+    assert subtypes(autoimmune) == ["imnm"]

@@ -453,3 +453,18 @@ def test_control_characters_from_the_registry_never_reach_the_database(
     sync(settings, store, client)
 
     assert store.study("NCT04078230").brief_title == "Tofacitinib in DM"
+
+
+def test_a_treatment_added_by_its_code_is_named_as_patients_know_it(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+    study = updated(registry.studies["NCT04078230"])
+    arms = study["protocolSection"]["armsInterventionsModule"]
+    arms["interventions"].append({"type": "DRUG", "name": "PF-06700841",
+                                  "armGroupLabels": [arms["armGroups"][0]["label"]]})
+    registry.put(study)
+    registry.data_timestamp = "2026-11-21T09:00:05"
+    sync(settings, store, client)
+
+    (added,) = store.changes(kinds=["interventions"])
+    assert added.plain is not None and "PF-06700841 (brepocitinib)" in added.plain

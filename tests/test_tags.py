@@ -249,7 +249,9 @@ def test_a_study_without_tags_has_empty_tag_columns() -> None:
     cols = columns(TAGGER.tag(s), s)
     assert cols["subtypes"] is None
     assert cols["therapies"] is None
-    assert json.loads(cols["tag_evidence"]) == {"subtypes": {}, "therapies": {}}
+    assert json.loads(cols["tag_evidence"]) == {
+        "subtypes": {}, "therapies": {},
+        "not_tested": [["named as a control", "Placebo"]]}  # why it is not a treatment
 
 
 # --- extending the vocabulary -----------------------------------------------------------------

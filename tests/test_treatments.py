@@ -11,6 +11,7 @@ ancestors, browseLeaves and relevance).
 from __future__ import annotations
 
 import copy
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,11 @@ import pytest
 
 from tests.conftest import load_study
 from tracker import treatments
-from tracker.tags import Tagger
+from tracker.models import Study as StudyRow
+from tracker.record import summarise
+from tracker.tags import Tagger, columns
 from tracker.treatments import Assessment, TreatmentTagger, shipped_rules
+from tracker.views import study_lines
 from tracker.vocabulary import OTHER_THERAPY, Evidence, load_vocabulary
 
 Study = dict[str, Any]
@@ -469,3 +473,14 @@ def test_a_term_the_operator_gives_a_new_class_leaves_the_shipped_one(tmp_path: 
     tagger = TreatmentTagger(load_vocabulary(path))
     assert classes(trial(given("Arimoclomol")), tagger) == ["chaperones"]
     assert classes(trial(given("Bimagrumab")), tagger) == ["muscle"]
+
+
+def test_show_names_what_was_not_counted_as_a_tested_treatment_and_why() -> None:
+    record = load_study("NCT02210780")  # IVIG against placebo
+    moment = datetime(2026, 11, 22, tzinfo=UTC)
+    row = StudyRow(**summarise(record), **columns(Tagger(load_vocabulary()).tag(record), record),
+                   content_hash="x", first_seen_at=moment, last_changed_at=moment)
+    lines = dict(study_lines(row, load_vocabulary(), date(2026, 11, 22)))
+
+    assert lines["Treatments"].startswith("Immunoglobulin (IVIG, SCIG) [ivig]")
+    assert lines["Not counted as tested"] == "Placebo (named as a control)"

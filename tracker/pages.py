@@ -85,10 +85,12 @@ def routes(ctx: Context, env: Environment) -> list[Route]:
         return HTMLResponse(html, status_code=status)
 
     def home(request: Request) -> HTMLResponse:
-        counts = ctx.store.counts()
+        myositis = StudyFilter(myositis_only=True)  # as /trials lists them: no look-alikes
         fresh = freshness(ctx.store)
-        return render("home.html", title="Myositis trials tracker", tracked=counts.tracked,
-                      recruiting=counts.recruiting,
+        return render("home.html", title="Myositis trials tracker",
+                      tracked=ctx.store.count_studies(myositis),
+                      recruiting=ctx.store.count_studies(
+                          StudyFilter(myositis_only=True, recruiting=True)),
                       data_date=data_date(fresh.data_timestamp),
                       last_success=when(fresh.last_success), warning=fresh.warning(),
                       report=latest_report(ctx.settings.report_dir))
@@ -98,7 +100,7 @@ def routes(ctx: Context, env: Environment) -> list[Route]:
         search = read_search(dict(request.query_params), ctx.vocabulary, known)
         total, page, pages, cards = 0, 1, 1, []
         if not search.errors:
-            where = StudyFilter(recruiting=True, children=search.children,
+            where = StudyFilter(recruiting=True, children=search.children, myositis_only=True,
                                 subtypes=(search.subtype,) if search.subtype else (),
                                 therapies=(search.therapy,) if search.therapy else (),
                                 countries=(search.country_name,) if search.country_name

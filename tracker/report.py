@@ -471,7 +471,7 @@ def weeks_to_rewrite(store: Store, out: Path, exclude: Week) -> list[Week]:
 
 def _feeds(store: Store, vocabulary: Vocabulary, out: Path, now: datetime,
            site_url: str) -> list[Path]:
-    events = store.changes(limit=500)
+    events = store.changes(limit=500, where=StudyFilter(myositis_only=True))
     studies = store.studies(e.nct_id for e in events)
     base = site_url.rstrip("/")
     labels = {tag: definition.label for tag, definition in vocabulary.subtypes.items()}

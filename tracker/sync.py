@@ -40,6 +40,7 @@ from tracker.store import BATCH, Store, Transaction, compress
 from tracker.tags import Tagger
 from tracker.tags import columns as tag_columns
 from tracker.times import utcnow
+from tracker.treatments import known_names
 from tracker.vocabulary import load_vocabulary
 
 IDS_PER_REQUEST = 100
@@ -428,7 +429,8 @@ class _Stager:
             if self.baseline:
                 changes = []
         nct_id, posted = nct_id_of(study), last_update_posted(study)
-        rows = [_event_row(nct_id, posted, change, explain(change, old, study))
+        rows = [_event_row(nct_id, posted, change,
+                           explain(change, old, study, known_names=known_names()))
                 for change in changes]
         counts.events += len(rows)
         return rows

@@ -27,6 +27,7 @@ class Tags:
     subtypes: dict[str, list[Evidence]] = field(default_factory=dict)
     therapies: dict[str, list[Evidence]] = field(default_factory=dict)
     not_myositis: list[NotMyositis] = field(default_factory=list)  # look-alikes, and why
+    not_tested: list[Evidence] = field(default_factory=list)  # (reason, intervention name)
 
 
 class Tagger:
@@ -39,7 +40,9 @@ class Tagger:
 
     def tag(self, study: Record) -> Tags:
         reading = self.subtypes.read(study)
-        return Tags(reading.subtypes, self.treatments.tag(study), reading.not_myositis)
+        treatments = self.treatments.assess(study)
+        return Tags(reading.subtypes, treatments.classes, reading.not_myositis,
+                    treatments.ignored)
 
 
 # --- patient-relevant facts ----------------------------------------------------------------
@@ -96,6 +99,8 @@ def columns(tags: Tags, study: Record) -> dict[str, Any]:
     }
     if tags.not_myositis:  # [source, words, reason] of each look-alike read
         evidence["not_myositis"] = [[n.source, n.text, n.reason] for n in tags.not_myositis]
+    if tags.not_tested:  # [reason, intervention name] of each intervention set aside
+        evidence["not_tested"] = [[e.source, e.text] for e in tags.not_tested]
     return {
         "subtypes": join_list(tags.subtypes),
         "therapies": join_list(tags.therapies),

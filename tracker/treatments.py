@@ -19,6 +19,7 @@ biologic. A tested intervention of none of the classes is "other".
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections.abc import Iterable
@@ -150,6 +151,14 @@ class Rules:
 
 
 @cache
+@functools.cache
+def known_names() -> dict[str, str]:
+    """Development codes -> the names people know ("CP-690550" -> "tofacitinib"), from the
+    [names] table of the shipped treatments.toml; for patients' sentences (tracker.plain)."""
+    text = resources.files("tracker").joinpath("treatments.toml").read_text("utf-8")
+    return {str(code): str(name) for code, name in tomllib.loads(text).get("names", {}).items()}
+
+
 def shipped_rules() -> Rules:
     text = resources.files("tracker").joinpath("treatments.toml").read_text("utf-8")
     return parse_rules(tomllib.loads(text))

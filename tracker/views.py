@@ -131,6 +131,9 @@ def study_lines(s: Study, vocabulary: Vocabulary, today: date) -> Iterator[tuple
         ) or "none recognised"
         if group == "subtypes":
             yield from _not_myositis_lines(s, evidence.get("not_myositis", []))
+        elif evidence.get("not_tested"):
+            yield "Not counted as tested", "; ".join(
+                f"{name} ({reason})" for reason, name in evidence["not_tested"])
     yield "Conditions", "; ".join(split_list(s.conditions)) or "none listed"
     yield "Interventions", "; ".join(split_list(s.interventions)) or "none listed"
     yield "Sponsor", s.lead_sponsor or "not given"

@@ -22,7 +22,7 @@ from typing import Any
 
 from tracker.errors import ConfigError
 
-FACTS_VERSION = "3"  # bump when tags.columns() changes, so every study is re-tagged
+FACTS_VERSION = "4"  # bump when tags.columns() changes, so every study is re-tagged
 OTHER_THERAPY = "other"
 SHIPPED = ("vocabulary.toml", "treatments.toml")  # subtypes; treatment classes and controls
 TAG_SECTIONS = ("subtypes", "therapies", "not_myositis")
