@@ -11,6 +11,9 @@ nctId and briefTitle, serves them with tests.fakeapi.FakeApi on 127.0.0.1, and r
 syncs into a fresh SQLite database, each in its own child process so that peak RSS is the
 sync's own:
 
+  floor        no tracker code: plain standard-library Python (urllib, json, hashlib, zlib,
+               sqlite3) fetches every page, parses it and stores id + compressed JSON + hash;
+               every other phase's time is also printed as a ratio to it
   baseline     the first sync (pages through every study)
   full         `sync(full=True)` with nothing changed: every record is fetched and hashed,
                none should be diffed or written
@@ -37,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "data" / "studies"
 HUGE = ROOT / "tests" / "data" / "real" / "NCT04267848.json"
 ID_BASE = 90_000_000  # copies get NCT90000000, NCT90000001, ...: clear of the fixtures' IDs
-PHASES = ("baseline", "full", "incremental")
+PHASES = ("floor", "baseline", "full", "incremental")
 STATUS_NEXT = {
     "NOT_YET_RECRUITING": "RECRUITING",
     "RECRUITING": "ACTIVE_NOT_RECRUITING",
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return _child(json.loads(args.child))
     sys.path.insert(0, str(ROOT))
     from tests.fakeapi import FakeApi
+    from tracker.config import DEFAULT_QUERY
 
     templates = _templates(include_huge=not args.no_huge)
     huge = templates.pop("huge", None)
@@ -73,17 +77,24 @@ def main(argv: list[str] | None = None) -> int:
         # while the child runs (the main thread only waits), reported as "server CPU".
         with FakeApi(registry) as api, tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
             db = Path(tmp) / "tracker.db"
+            floor_seconds, floor_rss = 0.0, 0.0
             for phase in PHASES:
                 changed = 0
                 if phase == "incremental":
                     changed = _change_some(registry, args.changed_percent)
-                spec = {"base_url": api.base_url, "database_url": f"sqlite:///{db}",
-                        "page_size": args.page_size, "full": phase == "full"}
+                target = Path(tmp) / "floor.db" if phase == "floor" else db
+                spec = {"base_url": api.base_url, "database_url": f"sqlite:///{target}",
+                        "page_size": args.page_size, "full": phase == "full",
+                        "floor": phase == "floor", "query": DEFAULT_QUERY}
                 cpu_before = _cpu_self()
                 out = _run_child(spec, Path(tmp), args.phase_timeout)
                 server_cpu = _cpu_self() - cpu_before
                 row = {"studies": n, "phase": phase, "changed_in_registry": changed,
-                       "server_cpu": server_cpu, "db_mb": _db_mb(db), **out}
+                       "server_cpu": server_cpu, "db_mb": _db_mb(target), **out}
+                if phase == "floor":
+                    floor_seconds, floor_rss = row["seconds"], row["peak_rss_mb"]
+                row["floor_rss_mb"] = floor_rss
+                row["x_floor"] = row["seconds"] / max(floor_seconds, 1e-9)
                 row["check"] = _check(row)
                 rows.append(row)
                 _print_row(row, header=len(rows) == 1)
@@ -232,7 +243,8 @@ def _check(row: dict[str, Any]) -> str:
     """What the scenario implies about the counts; '' when they match."""
     n, result = row["studies"], row["result"]
     problems = []
-    expected = {
+    expected: dict[str, Any] = {
+        "floor": {"fetched": n},
         "baseline": {"mode": "baseline", "new": n, "events": 0, "fetched": n},
         "full": {"mode": "full", "unchanged": n, "changed": 0, "events": 0, "fetched": n,
                  "reformatted": 0},
@@ -251,15 +263,17 @@ COLUMNS = [  # title, width, format of the value
     ("studies", 7, lambda r: f"{r['studies']}"),
     ("phase", 11, lambda r: r["phase"]),
     ("seconds", 8, lambda r: f"{r['seconds']:.2f}"),
+    ("x floor", 7, lambda r: f"{r['x_floor']:.2f}"),
     ("studies/s", 9, lambda r: f"{r['studies'] / max(r['seconds'], 1e-9):.0f}"),
     ("peak RSS MB", 11, lambda r: f"{r['peak_rss_mb']:.1f}"),
     ("RSS before MB", 13, lambda r: f"{r['rss_before_mb']:.1f}"),
+    ("RSS x floor", 11, lambda r: f"{r['peak_rss_mb'] / r['floor_rss_mb']:.2f}"),
     ("requests", 8, lambda r: f"{r['result']['requests']}"),
     ("DB MB", 7, lambda r: f"{r['db_mb']:.1f}"),
-    ("events", 6, lambda r: f"{r['result']['events']}"),
+    ("events", 6, lambda r: f"{r['result'].get('events', '-')}"),
     ("fetched", 7, lambda r: f"{r['result']['fetched']}"),
-    ("changed", 7, lambda r: f"{r['result']['changed']}"),
-    ("unchanged", 9, lambda r: f"{r['result']['unchanged']}"),
+    ("changed", 7, lambda r: f"{r['result'].get('changed', '-')}"),
+    ("unchanged", 9, lambda r: f"{r['result'].get('unchanged', '-')}"),
     ("versions+", 9, lambda r: f"{r['versions_added']}"),
     ("server CPU s", 12, lambda r: f"{r['server_cpu']:.1f}"),
     ("check", 5, lambda r: "ok" if not r["check"] else "!!"),
@@ -299,6 +313,8 @@ def _print_summary(rows: list[dict[str, Any]], sizes: list[int]) -> None:
 
 
 def _child(spec: dict[str, Any]) -> int:
+    if spec["floor"]:
+        return _floor(spec)
     sys.path.insert(0, str(ROOT))
     from tracker.config import Settings
     from tracker.ctgov import CtGovClient
@@ -323,6 +339,63 @@ def _child(spec: dict[str, Any]) -> int:
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak / 1024,
                       "rss_before_mb": rss_before / 1024, "versions_added": versions_added,
                       "result": result.as_dict()}))
+    return 0
+
+
+def _floor(spec: dict[str, Any]) -> int:
+    """The standard-library floor: fetch every page, parse it, store id + zlib JSON + hash.
+
+    The same query, page size, server and data as the sync; the record is hashed and stored
+    the way tracker 0.1 did (canonical JSON, SHA-256; compact JSON, zlib), without any of the
+    tracker's checks, diffing, tagging or staging. Nothing but the standard library.
+    """
+    import gzip
+    import hashlib
+    import sqlite3
+    import urllib.parse
+    import urllib.request
+    import zlib
+
+    db = sqlite3.connect(spec["database_url"].removeprefix("sqlite:///"))
+    db.execute("CREATE TABLE study (nct_id TEXT PRIMARY KEY, record BLOB, content_hash TEXT)")
+    rss_before = _proc_status_kb("VmRSS")
+    started = time.perf_counter()
+    params = {"query.cond": spec["query"], "pageSize": str(spec["page_size"])}
+    token: str | None = None
+    requests = fetched = 0
+    while True:
+        query = {**params, **({"pageToken": token} if token else {})}
+        request = urllib.request.Request(
+            f"{spec['base_url']}/studies?{urllib.parse.urlencode(query)}",
+            headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=300) as response:
+            raw = response.read()
+            if response.headers.get("Content-Encoding") == "gzip":
+                raw = gzip.decompress(raw)
+        requests += 1
+        page = json.loads(raw)
+        del raw
+        rows = []
+        for study in page["studies"]:
+            canonical = json.dumps(study, sort_keys=True, separators=(",", ":"),
+                                   ensure_ascii=False).encode()
+            stored = zlib.compress(json.dumps(study, ensure_ascii=False,
+                                              separators=(",", ":")).encode())
+            rows.append((study["protocolSection"]["identificationModule"]["nctId"], stored,
+                         hashlib.sha256(canonical).hexdigest()))
+        with db:
+            db.executemany("INSERT INTO study VALUES (?, ?, ?)", rows)
+        fetched += len(rows)
+        token = page.get("nextPageToken")
+        del page, rows
+        if not token:
+            break
+    seconds = time.perf_counter() - started
+    peak = _proc_status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    db.close()
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak / 1024,
+                      "rss_before_mb": rss_before / 1024, "versions_added": fetched,
+                      "result": {"requests": requests, "fetched": fetched}}))
     return 0
 
 

@@ -26,12 +26,15 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from tests.conftest import Sleeps, all_studies, load_study
 from tests.fakeapi import FakeApi, Registry
 from tracker import __version__
 from tracker.config import DEFAULT_BASE_URL, Settings
-from tracker.ctgov import BACKOFF_CAP, ApiVersion, CtGovClient, Page
+from tracker.ctgov import BACKOFF_CAP, MAY_BE_UNSAFE, ApiVersion, CtGovClient, Page
 from tracker.errors import (
     ApiError,
     FetchError,
@@ -39,6 +42,7 @@ from tracker.errors import (
     MalformedResponse,
     RetriesExhausted,
 )
+from tracker.shape import UNSAFE
 
 REAL_RESPONSES = Path(__file__).resolve().parent / "data" / "responses"
 PHELAN_PAGE_1 = "biomcp_search_phelan_limit5_20260811.json"  # totalCount 21, 5 studies, token
@@ -906,3 +910,28 @@ def test_a_redirect_loop_is_a_clear_fetch_error(api: respx.MockRouter,
 
     with pytest.raises(FetchError, match="redirected the API version in a loop"):
         mocked().version()
+
+
+@examples(max_examples=400, deadline=None)
+@given(st.text(st.characters() | st.sampled_from("\x00\x01\x08\x0b\x1b\x1f\t\n\r\ud800\udfff")))
+def test_a_body_that_could_hold_an_unsafe_character_is_always_cleaned(text: str) -> None:
+    """Pages skip shape.clean only when their bytes cannot decode to an UNSAFE character."""
+    if UNSAFE.search(text):
+        assert MAY_BE_UNSAFE.search(json.dumps({"t": text}).encode())
+        try:  # a raw surrogate is not UTF-8: such a body is refused as malformed JSON
+            raw = json.dumps({"t": text}, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            return
+        assert MAY_BE_UNSAFE.search(raw)
+
+
+def test_a_page_with_a_control_character_is_cleaned(registry: Registry, fake_api: FakeApi,
+                                                    settings: Settings) -> None:
+    study = copy.deepcopy(next(iter(registry.studies.values())))
+    study["protocolSection"]["identificationModule"]["briefTitle"] = "Bell\x07 and NUL\x00"
+    registry.put(study)
+    client = CtGovClient(settings)
+    titles = [s["protocolSection"]["identificationModule"]["briefTitle"]
+              for page in client.pages({}) for s in page.studies]
+    client.close()
+    assert "Bell and NUL" in titles

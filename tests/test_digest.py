@@ -30,7 +30,14 @@ from tracker.cli import cli
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient
 from tracker.errors import BadToken, RetriesExhausted
-from tracker.models import ChangeEvent, MessageKind, OutboxMessage, RunStatus, Subscriber
+from tracker.models import (
+    ChangeEvent,
+    MessageKind,
+    MessageStatus,
+    OutboxMessage,
+    RunStatus,
+    Subscriber,
+)
 from tracker.notify import NotifyResult
 from tracker.store import Store
 from tracker.subscribers import Preferences
@@ -725,3 +732,99 @@ def test_resubscribing_after_unsubscribing_skips_what_happened_in_between(
     [row] = world.queued()
     assert DM in row.text_body and IMNM not in row.text_body
     assert row.events == 1
+
+
+# --- many subscribers at once -------------------------------------------------------------------
+
+BOUNDARY = re.compile(rb"={15}\d+==")
+TOKEN = re.compile(rb"token=[\w.-]+")  # signed links carry the second they were made
+
+
+def same_apart_from_chance(message: bytes) -> bytes:
+    """A message with what differs by chance or clock masked: the MIME boundary (random, as
+    the Message-ID) and the signing time inside each link's token."""
+    return TOKEN.sub(b"token=T", BOUNDARY.sub(b"B", message))
+
+
+def one_by_one(world: World, subscriber: Subscriber, row: OutboxMessage,
+               now: datetime) -> tuple[bytes, str, str]:
+    """The digest the straightforward path makes for `subscriber` alone (their own window's
+    events and studies, read for them), under `row`'s Message-ID: its bytes and bodies."""
+    store, settings = world.store, world.settings
+    events = store.events_after(subscriber.last_event_id)
+    digest = render.plan(subscriber, events, store.studies(e.nct_id for e in events))
+    assert digest is not None and subscriber.id is not None
+    make = tokens.make
+    unsubscribe_url = render.link(settings, "unsubscribe", make(
+        SECRET, tokens.Purpose.UNSUBSCRIBE, subscriber.id, subscriber.email))
+    manage_url = render.link(settings, "manage", make(
+        SECRET, tokens.Purpose.MANAGE, subscriber.id, subscriber.email))
+    text, html = render.Renderer(settings).digest(digest, notify.freshness(store, now),
+                                                  unsubscribe_url, manage_url=manage_url)
+    message = render.message(settings, recipient=subscriber.email,
+                             subject_line=render.subject(digest), text=text, html=html,
+                             message_id=row.message_id, now=now,
+                             unsubscribe_url=unsubscribe_url)
+    return message.as_bytes(), text, html
+
+
+def test_a_run_for_many_subscribers_queues_byte_for_byte_what_each_would_get_alone(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notify, "SERVE_BATCH", 2)  # several batches, and a partial last one
+    early = [world.subscribe("all@example.org", changes="all", cadence="daily"),
+             world.subscribe("ibm@example.org", subtypes=("ibm",), changes="all")]
+    world.sync(set_status(IMNM, "RECRUITING"), add_site(IBM, TAIPEI))
+    late = [world.subscribe("dm@example.org", subtypes=("dermatomyositis",), changes="all"),
+            world.subscribe("lyon@example.org", near=(45.75, 4.85), radius_km=300.0,
+                            changes="all"),
+            world.subscribe("taiwan@example.org", countries=("Taiwan",), changes="all"),
+            world.subscribe("patients@example.org")]
+    world.sync(add_site(DM, LYON), set_status(DM, "ACTIVE_NOT_RECRUITING"),
+               set_title(IBM, "Arimoclomol in inclusion body myositis, extended"))
+    before = {s.email: subscribers.find(world.store.db, s.email) for s in early + late}
+
+    result = world.digests(MONDAY)
+
+    rows = {row.recipient: row for row in world.queued()}
+    assert sorted(rows) == sorted(p.recipient for p in result.planned)
+    assert {"all@example.org", "ibm@example.org", "dm@example.org",
+            "lyon@example.org", "taiwan@example.org"} <= set(rows)
+    for email_address, row in rows.items():
+        expected, text, html = one_by_one(world, before[email_address], row, MONDAY)
+        assert same_apart_from_chance(row.message) == same_apart_from_chance(expected), \
+            email_address
+        bodies_read = (row.text_body.rstrip("\n"), row.html_body.rstrip("\n"))
+        assert tuple(same_apart_from_chance(b.encode()) for b in bodies_read) == \
+            tuple(same_apart_from_chance(b.rstrip("\n").encode()) for b in (text, html))
+    newest = world.newest_event()
+    for subscriber in early + late:  # every window moved to the end, digest or not
+        assert subscribers.find(world.store.db, subscriber.email).last_event_id == newest
+    assert world.digests(MONDAY).planned == []  # and nothing is queued twice
+
+
+def test_sent_messages_are_pruned_after_the_retention_period_at_the_end_of_a_run(
+        world: World) -> None:
+    world.subscribe("pat@example.org", changes="all", cadence="daily")
+    world.sync(set_status(IMNM, "RECRUITING"))
+    world.digests(MONDAY, operator=True)
+    [digest_row] = world.queued()
+    [operator_row] = world.queued("operator")
+    for row in (digest_row, operator_row):
+        assert row.id is not None
+        outbox.mark(world.store.db, row.id, MessageStatus.SENT, now=MONDAY)
+    world.sync(set_status(DM, "COMPLETED"))
+    days = world.settings.outbox_retention_days
+
+    world.digests(MONDAY + timedelta(days=days - 1))
+    assert {m.id for m in outbox.messages(world.store.db)} >= {digest_row.id, operator_row.id}
+
+    world.digests(MONDAY + timedelta(days=days + 1))
+    left = outbox.messages(world.store.db)
+    assert digest_row.id not in {m.id for m in left}  # sent longer ago than the retention
+    # Kept: the unsent, and the newest operator digest, which marks where the next starts.
+    assert [(m.kind, m.status) for m in left] == [("operator", "sent"), ("digest", "queued")]
+    world.sync(set_status(ASS, "COMPLETED"))
+    world.digests(MONDAY + timedelta(days=days + 2), operator=True)
+    [newest] = world.queued("operator")  # the old one goes now: a newer one marks the window
+    # It covers the changes after the old operator digest's window, not every change again.
+    assert newest.events == len(world.store.events_after(operator_row.window_end)) == 2

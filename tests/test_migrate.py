@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +27,9 @@ from tests.conftest import POSTGRES_URL, load_study
 from tracker import staging  # noqa: F401  (its tables too: the models hold every table)
 from tracker.errors import ConfigError
 from tracker.migrate import SchemaState, alembic_config, current, head, state, upgrade
+from tracker.record import compact_json
 from tracker.runs import RUN
-from tracker.store import EVENT, STUDY, VERSION, compress
+from tracker.store import EVENT, STUDY, VERSION
 
 # What the first release wrote: naive times, meaning UTC.
 FIRST_SEEN = datetime(2026, 11, 22, 3, 18)
@@ -122,6 +124,12 @@ def make_legacy_database(conn: Connection) -> None:
         conn.execute(text(f'ALTER TABLE subscriber DROP COLUMN "{column_name}"'))
     conn.execute(text("DROP INDEX ix_outbox_key"))  # the outbox had no key then
     conn.execute(text('ALTER TABLE outbox DROP COLUMN "key"'))
+    # The outbox then stored the message and both of its bodies, uncompressed.
+    conn.execute(text('ALTER TABLE outbox DROP COLUMN "content"'))
+    blob = sa.LargeBinary().compile(dialect=conn.dialect)
+    conn.execute(text(f'ALTER TABLE outbox ADD COLUMN "message" {blob}'))
+    for body in ("text_body", "html_body"):
+        conn.execute(text(f'ALTER TABLE outbox ADD COLUMN "{body}" TEXT'))
 
 
 def table_names(engine: Engine) -> set[str]:
@@ -135,7 +143,7 @@ def test_an_empty_database_is_upgraded_to_the_models(engine: Engine,
     assert upgrade(engine) == (None, head())
 
     assert state(engine) is SchemaState.CURRENT
-    assert current(engine) == head() == "0006"
+    assert current(engine) == head() == "0007"
     assert differences(engine) == []
     assert capfd.readouterr() == ("", "")  # Alembic neither prints nor sets up logging output
 
@@ -197,6 +205,8 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(engine: Engine) 
     assert tuple(subscriber) == ("ana@example.org", True, None, None)
     with engine.connect() as conn:  # the key the tracker now computes for that same digest
         assert conn.execute(text("SELECT key FROM outbox")).scalar_one() == "digest.1.0.2"
+        content = conn.execute(text("SELECT content FROM outbox")).scalar_one()
+    assert zlib.decompress(content) == b"..."  # the message kept, compressed, once
 
 
 def test_0006_dates_every_event_and_fills_the_new_study_facts_from_the_records(
@@ -205,8 +215,9 @@ def test_0006_dates_every_event_and_fills_the_new_study_facts_from_the_records(
     late = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # late enough for a time zone to show
     with engine.begin() as conn:
         for number, (nct_id, record) in enumerate([
-                ("NCT04078230", compress(load_study("NCT04078230"))),
-                ("NCT02248896", compress(load_study("NCT02248896"))),
+                # Records stored before 0006 were zlib streams (store.compress now writes zstd).
+                ("NCT04078230", zlib.compress(compact_json(load_study("NCT04078230")))),
+                ("NCT02248896", zlib.compress(compact_json(load_study("NCT02248896")))),
                 ("NCT00000001", b"\x78\x9c\x03\x00\x00\x00\x00\x01")], start=1):
             insert(conn, "study_version", nct_id=nct_id, content_hash="h" * 64,
                    sync_run_id=1, fetched_at=late, record=record)
@@ -255,7 +266,7 @@ def test_a_database_from_a_newer_tracker_is_refused_and_left_alone(engine: Engin
 
     url = engine.url.render_as_string(hide_password=True)
     assert str(refused.value) == (f"The database at {url} was upgraded by a newer version of "
-                                  "the tracker (revision 0099); this version knows up to 0006. "
+                                  "the tracker (revision 0099); this version knows up to 0007. "
                                   "Upgrade the tracker.")
     assert current(engine) == "0099"
     assert table_names(engine) == tables

@@ -140,3 +140,38 @@ def test_a_refused_login_keeps_every_message_queued_not_failed(db: Database) -> 
     for message in outbox.messages(db):
         assert message.status == MessageStatus.QUEUED and message.attempts == 1
         assert "refused the login" in (message.error or "")
+
+
+def test_a_batch_of_servings_queues_each_digest_with_its_window_and_skips_a_moved_one(
+        db: Database) -> None:
+    pat, _ = subscribers.subscribe(db, "pat@example.org", Preferences(), confirmed=True, now=NOW)
+    ana, _ = subscribers.subscribe(db, "ana@example.org", Preferences(), confirmed=True, now=NOW)
+    lou, _ = subscribers.subscribe(db, "lou@example.org", Preferences(), confirmed=True, now=NOW)
+    outbox.queue(db, draft("digest.2.0.4", "ana@example.org", window_end=4), now=NOW,
+                 window=outbox.Window(ana, 4))  # another run served ana first
+
+    results = outbox.queue_digests(db, [
+        outbox.Serving(outbox.Window(pat, 5), draft("digest.1.0.5", window_end=5)),
+        outbox.Serving(outbox.Window(ana, 5), draft("digest.2.0.5", "ana@example.org")),
+        outbox.Serving(outbox.Window(lou, 5))], now=NOW)
+
+    assert isinstance(results[0], int) and results[2] is None
+    assert isinstance(results[1], WindowMoved)
+    assert [m.key for m in outbox.messages(db)] == ["digest.2.0.4", "digest.1.0.5"]
+    windows = {s.email: (s.last_event_id, s.last_digest_at is not None)
+               for s in subscribers.listing(db)}
+    assert windows == {"pat@example.org": (5, True), "ana@example.org": (4, True),
+                       "lou@example.org": (5, False)}
+
+
+def test_the_message_is_stored_once_compressed_and_its_bodies_read_back_from_it(
+        db: Database) -> None:
+    message = (b"Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\n"
+               b"Content-Type: text/plain; charset=\"utf-8\"\r\n"
+               b"Content-Transfer-Encoding: 8bit\r\n\r\nH\xc3\xb4pital\r\n--b\r\n"
+               b"Content-Type: text/html; charset=\"utf-8\"\r\n\r\n<p>x</p>\r\n--b--\r\n")
+    outbox.queue(db, dataclasses.replace(draft("digest.1.0.5"), message=message), now=NOW)
+
+    [row] = outbox.messages(db)
+    assert row.message == message and len(row.content) < len(message)
+    assert (row.text_body, row.html_body) == ("Hôpital", "<p>x</p>")

@@ -4,10 +4,13 @@ the registry's date or by when they were seen; what the weekly report needs of t
 
 from __future__ import annotations
 
+import json
+import zlib
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import inspect, text
 
 from tests.conftest import load_study, updated
@@ -17,7 +20,7 @@ from tracker.config import Settings
 from tracker.ctgov import CtGovClient, nct_id_of
 from tracker.models import ChangeEvent, RunStatus
 from tracker.record import content_hash, last_update_posted, summarise
-from tracker.store import Store, StudyFilter, compress
+from tracker.store import ZSTD_MAGIC, Store, StudyFilter, compress, decompress
 from tracker.sync import refresh_derived, sync
 from tracker.tags import Tagger
 from tracker.times import as_utc
@@ -265,3 +268,36 @@ def test_a_weeks_report_keeps_when_it_was_first_written(database_url: str) -> No
     assert list(store.report_weeks()) == ["2026-W47", "2026-W48"]
     assert store.report_weeks()["2026-W48"].first_written_at == ended + timedelta(days=7)
     store.close()
+
+
+def test_a_record_is_stored_as_a_zstd_frame_and_read_back_equal() -> None:
+    study = load_study("NCT04078230")
+    blob = compress(study)
+    assert blob.startswith(ZSTD_MAGIC)
+    assert decompress(blob) == study
+
+
+def test_a_record_stored_by_zlib_before_is_still_read() -> None:
+    study = load_study("NCT04078230")
+    legacy = zlib.compress(json.dumps(study, ensure_ascii=False, separators=(",", ":")).encode())
+    assert legacy[:1] == b"\x78"
+    assert decompress(legacy) == study
+
+
+def test_old_zlib_and_new_zstd_versions_diff_against_each_other(settings: Settings,
+                                                                store: Store) -> None:
+    study = load_study("NCT04078230")
+    with store.transaction() as tx:
+        old, new = tx.add_versions([
+            {"nct_id": "NCT04078230", "content_hash": content_hash(study), "sync_run_id": 1,
+             "last_update_posted": None, "fetched_at": datetime.now(UTC),
+             "record": zlib.compress(json.dumps(study).encode())},
+            {"nct_id": "NCT04078230", "content_hash": content_hash(study), "sync_run_id": 1,
+             "last_update_posted": None, "fetched_at": datetime.now(UTC),
+             "record": compress(study)}])
+    assert store.record(old) == store.record(new) == study
+
+
+def test_a_blob_in_neither_format_is_an_error_not_a_guess() -> None:
+    with pytest.raises(ValueError, match="neither zstd nor zlib"):
+        decompress(b"{}")

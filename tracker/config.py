@@ -75,6 +75,7 @@ class Settings:
     smtp_timeout: float = 30.0
     digest_dir: Path = Path("digests")
     confirm_days: int = 7
+    outbox_retention_days: int = 90  # sent messages older than this are pruned
     # Running unattended (`tracker run`). Schedules are crontab lines in `timezone`.
     timezone: ZoneInfo = UTC_ZONE
     sync_schedule: str = "0 */6 * * *"
@@ -170,6 +171,9 @@ class Settings:
                            _writable_folder("TRACKER_DIGEST_DIR"), "give a folder path"),
             confirm_days=get("TRACKER_CONFIRM_DAYS", "confirm_days", _int_between(1, 90),
                              "give a whole number of days from 1 to 90"),
+            outbox_retention_days=get("TRACKER_OUTBOX_RETENTION_DAYS", "outbox_retention_days",
+                                      _int_between(1, 3650),
+                                      "give a whole number of days from 1 to 3650"),
             **_schedule_settings(get),
         )
 

@@ -33,7 +33,7 @@ from tracker.errors import (
     RetriesExhausted,
     Stopped,
 )
-from tracker.record import Record
+from tracker.record import Record, loads
 from tracker.shape import clean
 
 USER_AGENT = f"tracker/{__version__} (myositis clinical-trials tracker; python-httpx)"
@@ -41,6 +41,10 @@ NCT_ID = re.compile(r"^NCT\d{8}$")
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 RETRYABLE_STATUS = {429, *range(500, 600)}  # 429 and every 5xx (errors.py: ApiError is 4xx)
+# What in a JSON body can decode to a character shape.UNSAFE removes: a raw C0 control byte, or
+# an escape of one (\u0000-\u001f, \b, \f) or of a surrogate (\ud800-\udfff). A body without
+# any cannot need cleaning; a match (even "\\u0009", an escaped backslash) only means cleaning.
+MAY_BE_UNSAFE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]|\\u00[01]|\\[uU][dD][89a-fA-F]|\\[bf]")
 
 
 
@@ -71,6 +75,7 @@ class CtGovClient:
     stop: threading.Event | None = None  # set by a shutdown: no new request, no more waiting
     requests_made: int = 0
     _last_request: float | None = field(default=None, repr=False)
+    _may_be_unsafe: bool = field(default=True, repr=False)  # of the last body read
 
     def __post_init__(self) -> None:
         if self.http is None:
@@ -148,8 +153,11 @@ class CtGovClient:
                 "nothing was changed."
             )
         # Registry text is cleaned once, here, where records arrive: no NUL or control
-        # character reaches the database, an export or a page.
-        studies = [clean(study) for study in body["studies"]]
+        # character reaches the database, an export or a page. A page whose bytes cannot hold
+        # one (see MAY_BE_UNSAFE) is the usual case, and needs no walk through every string.
+        studies = body["studies"]
+        if self._may_be_unsafe:
+            studies = [clean(study) for study in studies]
         for study in studies:
             nct_id_of(study, page=number)
         total = body.get("totalCount")
@@ -176,7 +184,9 @@ class CtGovClient:
             else:
                 if response.status_code == 200:
                     try:
-                        return json.loads(response.content)
+                        body = loads(response.content)
+                        self._may_be_unsafe = bool(MAY_BE_UNSAFE.search(response.content))
+                        return body
                     except (json.JSONDecodeError, UnicodeDecodeError) as error:
                         problem = f"malformed JSON ({error})"
                         if attempt == attempts - 1:

@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, tzinfo
+from functools import lru_cache
 
 from tracker.config import WEEKDAYS
 from tracker.models import Cadence, ChangeEvent, ChangeKind, ChangeSet, Study, Subscriber
@@ -61,7 +62,7 @@ def wants(subscriber: Subscriber, study: Study | None, event: ChangeEvent) -> bo
             return False
     if subscriber.near_lat is not None and subscriber.near_lon is not None:
         radius = subscriber.radius_km or DEFAULT_RADIUS_KM
-        points = json.loads(study.site_points) if study.site_points else []
+        points = _points(study.site_points)
         if not any(distance_km(subscriber.near_lat, subscriber.near_lon, lat, lon) <= radius
                    for lat, lon in points):
             return False
@@ -169,5 +170,14 @@ def _closed_recruitment(event: ChangeEvent) -> bool:
         _loads(event.old_value) == "RECRUITING"
 
 
+# Cached: a digest run asks about the same few changes and studies for every subscriber.
+# Callers only read what these return.
+@lru_cache(maxsize=4096)
 def _loads(value: str | None) -> object:
     return json.loads(value) if value else None
+
+
+@lru_cache(maxsize=4096)
+def _points(site_points: str | None) -> tuple[tuple[float, float], ...]:
+    """A study's site coordinates, as stored (a JSON list of [lat, lon])."""
+    return tuple((lat, lon) for lat, lon in json.loads(site_points)) if site_points else ()

@@ -1,8 +1,9 @@
 """Queue digests: for each subscriber whose day has come (`matching.is_due`), a digest of the
 changes since their last one; an operator digest of every change; a confirmation e-mail.
 
-Queueing and advancing the window happen in one transaction per subscriber (see outbox), so
-a crash between subscribers loses nothing and a rerun never queues the same digest twice.
+Queueing a digest and advancing its subscriber's window happen in one transaction (see
+`outbox.queue_digests`, which records a batch of subscribers at once), so a crash loses
+nothing and a rerun never queues the same digest twice.
 One subscriber's failure is recorded and the run goes on. Delivery is the sender's business
 (`mail.drain`).
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 
 from tracker import digest as render
@@ -20,7 +22,7 @@ from tracker import outbox, runs, subscribers
 from tracker.config import Settings
 from tracker.errors import WindowMoved
 from tracker.matching import is_due
-from tracker.models import MessageKind, RunStatus, Subscriber, SyncRun
+from tracker.models import ChangeEvent, MessageKind, RunStatus, Study, Subscriber, SyncRun
 from tracker.staging import Staging
 from tracker.store import Store
 from tracker.times import as_utc, utcnow
@@ -28,6 +30,7 @@ from tracker.tokens import Purpose, make
 from tracker.views import sync_notices
 
 OPERATOR = "operator"  # the recipient of a file-mode operator digest: its file names
+SERVE_BATCH = 500  # subscribers served per transaction
 CONFIRM_SUBJECT = "Please confirm your subscription to myositis trial updates"
 
 
@@ -83,11 +86,15 @@ def operator_recipient(settings: Settings, *, to_files: bool) -> str | None:
 def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator: str | None,
                     dry_run: bool = False) -> NotifyResult:
     """Queue (or, with dry_run, only plan) every due digest, and the operator's digest of
-    every change for `operator` (see `operator_recipient`) unless that is None.
+    every change for `operator` (see `operator_recipient`) unless that is None; then prune
+    messages sent longer ago than TRACKER_OUTBOX_RETENTION_DAYS.
 
     Due is judged in TRACKER_TIMEZONE, weekly digests on TRACKER_WEEKLY_DAY unless the
     subscriber chose a day. A due subscriber is recorded as served whether a digest was
-    queued or nothing was new for them; a dry run records nothing.
+    queued or nothing was new for them; a dry run records nothing. The changes since the
+    oldest due window, and their studies, are read once; each subscriber's digest is what
+    `render.plan` makes of the changes after their own window. Servings are written
+    `SERVE_BATCH` at a time, each digest in the transaction that moves its window.
     """
     result = NotifyResult()
     renderer = render.Renderer(settings)
@@ -101,37 +108,62 @@ def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator
     # Only digests carry signed links: a site with no one due needs no key yet.
     secret = settings.require_secret() if due and not dry_run \
         else (settings.secret_key or "dry-run")
-    for subscriber in due:
-        try:
-            planned = _subscriber_digest(settings, store, renderer, fresh, subscriber, secret,
-                                         now, dry_run)
-        except WindowMoved as error:
-            result.errors.append(str(error))
-            continue
-        if planned is None:
-            result.nothing_new += 1
-        else:
-            result.planned.append(planned)
+    changes = Changes.since(store, min((s.last_event_id for s in due), default=0)) if due \
+        else Changes([], {})
+    for start in range(0, len(due), SERVE_BATCH):
+        servings: list[tuple[outbox.Serving, Planned | None]] = []
+        for subscriber in due[start:start + SERVE_BATCH]:
+            servings.append(_subscriber_digest(settings, changes, renderer, fresh, subscriber,
+                                               secret, now, dry_run))
+        outcomes = [None] * len(servings) if dry_run else outbox.queue_digests(
+            store.db, [serving for serving, _ in servings], now=now)
+        for (_, planned), outcome in zip(servings, outcomes, strict=True):
+            if planned is None:
+                # Served even so: a change arriving later waits for their next day. A window
+                # another run moved first was served by that run.
+                result.nothing_new += 1
+            elif isinstance(outcome, WindowMoved):
+                result.errors.append(str(outcome))
+            else:
+                planned.outbox_id = outcome
+                result.planned.append(planned)
     if operator:
         planned = _operator_digest(settings, store, renderer, fresh, operator, now, dry_run)
         if planned:
             result.planned.append(planned)
+    if not dry_run:
+        outbox.prune(store.db, now - timedelta(days=settings.outbox_retention_days))
     return result
 
 
-def _subscriber_digest(settings: Settings, store: Store, renderer: render.Renderer,
+@dataclass(frozen=True)
+class Changes:
+    """The change events after some window (oldest first) and the studies they concern."""
+
+    events: list[ChangeEvent]
+    studies: dict[str, Study]
+
+    @classmethod
+    def since(cls, store: Store, after_id: int) -> Changes:
+        events = store.events_after(after_id)
+        return cls(events, store.studies(e.nct_id for e in events))
+
+    def after(self, event_id: int) -> list[ChangeEvent]:
+        """The events after `event_id`, as `Store.events_after(event_id)` reads them."""
+        return self.events[bisect_right(self.events, event_id, key=lambda e: e.id or 0):]
+
+
+def _subscriber_digest(settings: Settings, changes: Changes, renderer: render.Renderer,
                        fresh: render.Freshness, subscriber: Subscriber, secret: str,
-                       now: datetime, dry_run: bool) -> Planned | None:
-    events = store.events_after(subscriber.last_event_id)
-    studies = store.studies(e.nct_id for e in events)
-    digest = render.plan(subscriber, events, studies)
+                       now: datetime, dry_run: bool) -> tuple[outbox.Serving, Planned | None]:
+    """What serving this subscriber writes, and the digest planned (None: nothing new)."""
+    events = changes.after(subscriber.last_event_id)
+    digest = render.plan(subscriber, events, changes.studies)
     if digest is None:
-        if not dry_run:
-            # Served even so: a change arriving later waits for their next day.
-            window_end = max((e.id or 0 for e in events), default=subscriber.last_event_id)
-            subscribers.served_without_digest(store.db, subscriber, window_end, now)
-        return None
+        window_end = max((e.id or 0 for e in events), default=subscriber.last_event_id)
+        return outbox.Serving(outbox.Window(subscriber, window_end)), None
     assert subscriber.id is not None
+    serving = outbox.Serving(outbox.Window(subscriber, digest.window_end))
     token = make(secret, Purpose.UNSUBSCRIBE, subscriber.id, subscriber.email)
     unsubscribe_url = render.link(settings, "unsubscribe", token)
     manage_url = render.link(settings, "manage",
@@ -140,7 +172,7 @@ def _subscriber_digest(settings: Settings, store: Store, renderer: render.Render
     planned = Planned(subscriber.email, MessageKind.DIGEST, subject, digest.change_count,
                       len(digest.trials))
     if dry_run:
-        return planned
+        return serving, planned
     text, html = renderer.digest(digest, fresh, unsubscribe_url, manage_url=manage_url)
     message_id = render.new_message_id(settings)
     msg = render.message(settings, recipient=subscriber.email, subject_line=subject, text=text,
@@ -153,9 +185,7 @@ def _subscriber_digest(settings: Settings, store: Store, renderer: render.Render
         recipient=subscriber.email, subject=subject, message_id=message_id,
         message=msg.as_bytes(), text_body=text, html_body=html, subscriber_id=subscriber.id,
         events=digest.change_count, window_end=digest.window_end)
-    planned.outbox_id = outbox.queue(store.db, draft, now=now,
-                                     window=outbox.Window(subscriber, digest.window_end))
-    return planned
+    return outbox.Serving(serving.window, draft), planned
 
 
 def _operator_digest(settings: Settings, store: Store, renderer: render.Renderer,

@@ -11,6 +11,7 @@ queued twice.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from tracker.models import MessageKind, MessageStatus, OutboxMessage, Subscriber
 from tracker.times import utcnow
 
 OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+BATCH = 500  # keys looked up per query
 PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED,
            MessageStatus.UNKNOWN)
 
@@ -46,10 +48,10 @@ class Draft:
     window_end: int = 0  # the last change event this message covers
 
     def columns(self) -> dict[str, Any]:
+        """The row: the e-mail is stored once, compressed; its bodies are read back from it."""
         return {"kind": MessageKind(self.kind), "key": self.key, "recipient": self.recipient,
                 "subject": self.subject, "message_id": self.message_id,
-                "message": self.message, "text_body": self.text_body,
-                "html_body": self.html_body, "subscriber_id": self.subscriber_id,
+                "content": zlib.compress(self.message), "subscriber_id": self.subscriber_id,
                 "events": self.events, "window_end": self.window_end}
 
 
@@ -78,6 +80,56 @@ def queue(db: Database, draft: Draft, *, now: datetime | None = None,
                                                     **draft.columns()))
         key = result.inserted_primary_key
         return int(key[0]) if key else None
+
+
+@dataclass(frozen=True)
+class Serving:
+    """One due subscriber's outcome to record: their window moves to `window.end` and, when
+    `draft` is given, that digest is queued with it."""
+
+    window: Window
+    draft: Draft | None = None
+
+
+def queue_digests(db: Database, servings: Sequence[Serving], *,
+                  now: datetime) -> list[int | WindowMoved | None]:
+    """Record many subscribers' servings in one transaction: each moves its window and queues
+    its digest (if any) together, as `queue` does, so a digest is queued exactly when its
+    window moves. Per serving: the outbox id, None (nothing queued: no digest, or its key was
+    queued before), or WindowMoved if another run moved that window first (then nothing of
+    it is written; the others are). Any other error rolls the whole batch back."""
+    out: list[int | WindowMoved | None] = []
+    with db.engine.begin() as conn:
+        keys = [s.draft.key for s in servings if s.draft is not None]
+        seen = {row[0] for start in range(0, len(keys), BATCH) for row in conn.execute(
+            select(OUTBOX.c.key).where(OUTBOX.c.key.in_(keys[start:start + BATCH])))}
+        for serving in servings:
+            window, draft = serving.window, serving.draft
+            if not subscribers.advance_window(conn, window.subscriber, window.end, now,
+                                              digest=draft is not None):
+                out.append(WindowMoved(f"{window.subscriber.email}'s digest was queued by "
+                                       "another run."))
+            elif draft is None or draft.key in seen:
+                out.append(None)
+            else:
+                seen.add(draft.key)
+                result = conn.execute(insert(OUTBOX).values(
+                    created_at=now, status=MessageStatus.QUEUED, **draft.columns()))
+                key = result.inserted_primary_key
+                out.append(int(key[0]) if key else None)
+    return out
+
+
+def prune(db: Database, before: datetime) -> int:
+    """Delete messages sent before `before`; returns how many. The newest operator digest is
+    kept whatever its age: it marks where the next one starts (`operator_window`)."""
+    newest_operator = select(func.max(OUTBOX.c.id)).where(
+        OUTBOX.c.kind == MessageKind.OPERATOR).scalar_subquery()
+    with db.engine.begin() as conn:
+        result = conn.execute(OUTBOX.delete().where(
+            OUTBOX.c.status == MessageStatus.SENT, OUTBOX.c.sent_at < before,
+            OUTBOX.c.id != func.coalesce(newest_operator, 0)))
+    return int(result.rowcount or 0)
 
 
 def has(db: Database, key: str) -> bool:
