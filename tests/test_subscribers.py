@@ -148,7 +148,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def listed(env: dict[str, str], *options: str) -> list[dict[str, Any]]:
-    rows = json.loads(invoke(env, "subscribers", "--json", *options).output)
+    rows = json.loads(invoke(env, "subscribers", "--json", *options).stdout)
     assert isinstance(rows, list)
     return rows
 
