@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import respx
 from hypothesis import given
@@ -34,7 +35,7 @@ from tests.conftest import Sleeps, all_studies, load_study
 from tests.fakeapi import FakeApi, Registry
 from tracker import __version__
 from tracker.config import DEFAULT_BASE_URL, Settings
-from tracker.ctgov import BACKOFF_CAP, MAY_BE_UNSAFE, ApiVersion, CtGovClient, Page
+from tracker.ctgov import BACKOFF_CAP, ApiVersion, CtGovClient, Page, may_be_unsafe
 from tracker.errors import (
     ApiError,
     FetchError,
@@ -76,7 +77,7 @@ def make_settings(base_url: str = DEFAULT_BASE_URL, **overrides: Any) -> Setting
 
 
 def ids(pages: list[Page]) -> list[str]:
-    return [s["protocolSection"]["identificationModule"]["nctId"]
+    return [s.record()["protocolSection"]["identificationModule"]["nctId"]
             for p in pages for s in p.studies]
 
 
@@ -404,8 +405,7 @@ def test_gzip_is_requested_and_gzip_bodies_are_decoded(local: Callable[..., CtGo
 
     assert all("gzip" in h["accept-encoding"] for h in headers_sent(registry))
     assert encodings == ["gzip", "gzip"]  # the fake API really compressed both pages
-    assert {s["protocolSection"]["identificationModule"]["nctId"]: s
-            for p in pages for s in p.studies} == all_studies()
+    assert {s.nct_id: s.record() for p in pages for s in p.studies} == all_studies()
 
 
 def test_gzip_response_from_respx_is_decoded(api: respx.MockRouter,
@@ -917,12 +917,12 @@ def test_a_redirect_loop_is_a_clear_fetch_error(api: respx.MockRouter,
 def test_a_body_that_could_hold_an_unsafe_character_is_always_cleaned(text: str) -> None:
     """Pages skip shape.clean only when their bytes cannot decode to an UNSAFE character."""
     if UNSAFE.search(text):
-        assert MAY_BE_UNSAFE.search(json.dumps({"t": text}).encode())
+        assert may_be_unsafe(json.dumps({"t": text}).encode())
         try:  # a raw surrogate is not UTF-8: such a body is refused as malformed JSON
             raw = json.dumps({"t": text}, ensure_ascii=False).encode()
         except UnicodeEncodeError:
             return
-        assert MAY_BE_UNSAFE.search(raw)
+        assert may_be_unsafe(raw)
 
 
 def test_a_page_with_a_control_character_is_cleaned(registry: Registry, fake_api: FakeApi,
@@ -931,7 +931,62 @@ def test_a_page_with_a_control_character_is_cleaned(registry: Registry, fake_api
     study["protocolSection"]["identificationModule"]["briefTitle"] = "Bell\x07 and NUL\x00"
     registry.put(study)
     client = CtGovClient(settings)
-    titles = [s["protocolSection"]["identificationModule"]["briefTitle"]
+    titles = [s.record()["protocolSection"]["identificationModule"]["briefTitle"]
               for page in client.pages({}) for s in page.studies]
     client.close()
     assert "Bell and NUL" in titles
+
+
+def test_a_page_is_split_into_study_bytes_with_id_and_update_date_read(
+        local: Callable[..., CtGovClient]) -> None:
+    pages = list(local(page_size=3).pages({"query.cond": "myositis"}))
+
+    studies = [s for p in pages for s in p.studies]
+    assert all(isinstance(s.raw, bytes | msgspec.Raw) for s in studies)  # not decoded yet
+    for study in studies:
+        record = study.record()
+        assert record == all_studies()[study.nct_id]
+        assert study.last_update_posted == (
+            record["protocolSection"]["statusModule"]["lastUpdatePostDateStruct"]["date"])
+
+
+@pytest.mark.parametrize("odd", [
+    pytest.param({"statusModule": ["not", "an", "object"]}, id="statusModule a list"),
+    pytest.param({"statusModule": {"lastUpdatePostDateStruct": {"date": 20261105}}},
+                 id="date a number"),
+])
+def test_a_study_of_another_shape_keeps_its_id_and_has_no_update_date(
+        api: respx.MockRouter, mocked: Callable[..., CtGovClient], odd: dict[str, Any]) -> None:
+    study = copy.deepcopy(load_study("NCT04078230"))
+    study["protocolSection"].update(odd)
+    serve_pages(api, {None: {"totalCount": 1, "studies": [study]}})
+
+    [page] = list(mocked().pages({"query.cond": "myositis"}))
+
+    [got] = page.studies
+    assert (got.nct_id, got.last_update_posted, got.record()) == ("NCT04078230", None, study)
+
+
+def test_a_page_msgspec_refuses_is_read_as_the_standard_library_reads_it(
+        api: respx.MockRouter, mocked: Callable[..., CtGovClient]) -> None:
+    study = load_study("NCT04078230")
+    body = json.dumps({"totalCount": 1, "studies": [{**study, "oddity": float("nan")}]})
+    serve_pages(api, {None: body.encode()})
+
+    [page] = list(mocked().pages({"query.cond": "myositis"}))
+
+    record = page.studies[0].record()
+    assert record["protocolSection"] == study["protocolSection"]
+    assert repr(record["oddity"]) == "nan"
+
+
+def test_a_study_whose_text_is_not_utf8_is_a_malformed_response_when_read(
+        api: respx.MockRouter, mocked: Callable[..., CtGovClient]) -> None:
+    body = json.dumps({"totalCount": 1, "studies": [load_study("NCT04078230")]}).encode()
+    body = body.replace(b'"briefSummary": "', b'"briefSummary": "\xff', 1)
+    serve_pages(api, {None: body})
+
+    [page] = list(mocked().pages({"query.cond": "myositis"}))
+
+    with pytest.raises(MalformedResponse, match="NCT04078230 as malformed JSON"):
+        page.studies[0].record()

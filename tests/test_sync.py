@@ -453,6 +453,17 @@ def test_control_characters_from_the_registry_never_reach_the_database(
     sync(settings, store, client)
 
     assert store.study("NCT04078230").brief_title == "Tofacitinib in DM"
+    stored = store.record(store.study("NCT04078230").version_id)
+    assert stored["protocolSection"]["identificationModule"]["briefTitle"] == "Tofacitinib in DM"
+
+
+def test_every_record_is_stored_as_received_and_reads_back_equal(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    sync(settings, store, client)
+
+    for nct_id, served in registry.studies.items():
+        study = store.study(nct_id)
+        assert study.version_id is not None and store.record(study.version_id) == served
 
 
 def test_a_treatment_added_by_its_code_is_named_as_patients_know_it(

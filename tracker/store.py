@@ -50,7 +50,13 @@ ZSTD_LEVEL = 3  # zstd's default: several times zlib's speed, about 4% larger he
 
 def compress(record: dict[str, Any]) -> bytes:
     """A record as stored: compact JSON in one zstd frame."""
-    return zstandard.compress(compact_json(record), ZSTD_LEVEL)
+    return compress_json(compact_json(record))
+
+
+def compress_json(raw: bytes) -> bytes:
+    """A record's JSON, as received or as `compress` writes it, stored: `decompress` reads it
+    back as the record (spacing and key order are the JSON's own)."""
+    return zstandard.compress(raw, ZSTD_LEVEL)
 
 
 def decompress(blob: bytes) -> dict[str, Any]:

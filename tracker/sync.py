@@ -28,7 +28,7 @@ from typing import Any
 from tracker import diff as differ
 from tracker import runs
 from tracker.config import Settings
-from tracker.ctgov import CtGovClient, nct_id_of
+from tracker.ctgov import CtGovClient, PageStudy, nct_id_of
 from tracker.errors import IncompleteSync, Stopped, TrackerError
 from tracker.lock import Lock, hold
 from tracker.models import ChangeEvent, ChangeKind, RunStatus, SyncMode
@@ -36,7 +36,7 @@ from tracker.plain import explain
 from tracker.record import Record, content_hash, last_update_posted, summarise
 from tracker.shape import problems
 from tracker.staging import Known, Staged, Staging
-from tracker.store import BATCH, Store, Transaction, compress
+from tracker.store import BATCH, Store, Transaction, compress, compress_json
 from tracker.tags import Tagger
 from tracker.tags import columns as tag_columns
 from tracker.times import utcnow
@@ -44,6 +44,7 @@ from tracker.treatments import known_names
 from tracker.vocabulary import load_vocabulary
 
 IDS_PER_REQUEST = 100
+STAGE_EVERY = 100  # studies staged per short transaction: what a page holds beside its bytes
 MASS_REMOVAL = 0.05  # removing more than this share of the tracked trials at once is suspect
 INTERRUPTED = "Interrupted; nothing from this sync was saved."
 LISTING_FIELDS = "NCTId|LastUpdatePostDate"
@@ -236,7 +237,7 @@ def _fetch(settings: Settings, staging: Staging, client: CtGovClient, since: dat
         chunk = gaps[start:start + IDS_PER_REQUEST]
         got: set[str] = set()
         for page in client.pages({"filter.ids": ",".join(chunk)}):
-            got.update(nct_id_of(s) for s in page.studies)
+            got.update(s.nct_id for s in page.studies)
             stager.page(page.studies)
         missing = sorted(set(chunk) - got)
         if missing:
@@ -310,7 +311,7 @@ def _fetch_ids(client: CtGovClient, nct_ids: list[str], params: dict[str, str]) 
         chunk = nct_ids[start:start + IDS_PER_REQUEST]
         for page in client.pages({**params, "filter.ids": ",".join(chunk),
                                   "fields": LISTING_FIELDS}):
-            found.update(nct_id_of(s) for s in page.studies)
+            found.update(s.nct_id for s in page.studies)
     return found & set(nct_ids)
 
 
@@ -368,43 +369,55 @@ class _Stager:
     run_id: int
     counts: _Counts = field(default_factory=_Counts)
 
-    def page(self, studies: list[Record]) -> None:
-        """One page; an unchanged record costs one hash and nothing else. A record that
-        cannot be read is kept as received and reported; the others go on."""
+    def page(self, studies: list[PageStudy]) -> None:
+        """One page, one study at a time: each is decoded, hashed and dropped, so one record
+        is alive at once; an unchanged one costs that and nothing else. A record that cannot
+        be read is kept as received and reported; the others go on."""
         counts = self.counts
-        fresh = [s for s in studies if nct_id_of(s) not in counts.seen]
+        fresh = [s for s in studies if s.nct_id not in counts.seen]
         counts.fetched += len(studies)
         if not fresh:
             return
-        known = self.staging.known([nct_id_of(s) for s in fresh])
+        known = self.staging.known([s.nct_id for s in fresh])
         staged: list[Staged] = []
-        for study in fresh:
-            nct_id = nct_id_of(study)
-            counts.seen.add(nct_id)
+        for item in fresh:
+            counts.seen.add(item.nct_id)
+            study = item.record()
             digest = content_hash(study)
-            before = known.get(nct_id)
+            before = known.get(item.nct_id)
             if before and before.content_hash == digest and not before.removed:
                 continue
-            found = problems(study)
-            if not found:
-                try:
-                    staged.append(self._readable(study, nct_id, digest, before))
-                    continue
-                except Exception as error:  # a shape the checks missed: still one record
-                    found = [f"{type(error).__name__}: {error}"]
-            counts.unreadable.append([nct_id, "; ".join(found)])
-            if not self.staging.has_version(nct_id, digest):
-                staged.append(Staged(nct_id, digest, _posted(study), compress(study), None,
-                                     before is None, None, []))
+            one = self._one(item, study, digest, before)
+            if one is not None:
+                staged.append(one)
+            if len(staged) >= STAGE_EVERY:
+                self.staging.stage(staged)
+                staged = []
         self.staging.stage(staged)
 
-    def _readable(self, study: Record, nct_id: str, digest: str,
+    def _one(self, item: PageStudy, study: Record, digest: str,
+             before: Known | None) -> Staged | None:
+        """A changed or new study's writes; an unreadable one's record alone (None if that
+        version is already kept)."""
+        found = problems(study)
+        if not found:
+            try:
+                return self._readable(item, study, digest, before)
+            except Exception as error:  # a shape the checks missed: still one record
+                found = [f"{type(error).__name__}: {error}"]
+        self.counts.unreadable.append([item.nct_id, "; ".join(found)])
+        if self.staging.has_version(item.nct_id, digest):
+            return None
+        return Staged(item.nct_id, digest, item.last_update_posted, _stored(item, study), None,
+                      before is None, None, [])
+
+    def _readable(self, item: PageStudy, study: Record, digest: str,
                   before: Known | None) -> Staged:
         row = {**summarise(study), **tag_columns(self.tagger.tag(study), study),
                "vocabulary": self.tagger.vocabulary.digest, "content_hash": digest}
         events = self._events(study, before, digest)
-        return Staged(nct_id, digest, last_update_posted(study), compress(study), row,
-                      before is None, None, events)
+        return Staged(item.nct_id, digest, last_update_posted(study), _stored(item, study),
+                      row, before is None, None, events)
 
     def _events(self, study: Record, before: Known | None, digest: str) -> list[dict[str, Any]]:
         counts = self.counts
@@ -436,17 +449,13 @@ class _Stager:
         return rows
 
 
-def _listing_row(study: Record) -> tuple[str, str | None]:
-    return nct_id_of(study), _posted(study)
+def _listing_row(study: PageStudy) -> tuple[str, str | None]:
+    return study.nct_id, study.last_update_posted
 
 
-def _posted(study: Record) -> str | None:
-    """The update date of any record, read or not (a listing row has little else)."""
-    try:
-        posted = last_update_posted(study)
-    except Exception:  # an unreadable record: the date is not to be trusted either
-        return None
-    return posted if isinstance(posted, str) else None
+def _stored(item: PageStudy, study: Record) -> bytes:
+    """The record as stored: the bytes as received, unless cleaning changed the record."""
+    return compress(study) if item.unsafe else compress_json(bytes(item.raw))
 
 
 def _event_row(nct_id: str, posted: str | None, change: differ.Change,
