@@ -143,7 +143,7 @@ def test_an_empty_database_is_upgraded_to_the_models(engine: Engine,
     assert upgrade(engine) == (None, head())
 
     assert state(engine) is SchemaState.CURRENT
-    assert current(engine) == head() == "0007"
+    assert current(engine) == head() == "0008"
     assert differences(engine) == []
     assert capfd.readouterr() == ("", "")  # Alembic neither prints nor sets up logging output
 
@@ -266,7 +266,7 @@ def test_a_database_from_a_newer_tracker_is_refused_and_left_alone(engine: Engin
 
     url = engine.url.render_as_string(hide_password=True)
     assert str(refused.value) == (f"The database at {url} was upgraded by a newer version of "
-                                  "the tracker (revision 0099); this version knows up to 0007. "
+                                  "the tracker (revision 0099); this version knows up to 0008. "
                                   "Upgrade the tracker.")
     assert current(engine) == "0099"
     assert table_names(engine) == tables

@@ -73,6 +73,7 @@ class Settings:
     smtp_user: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     smtp_timeout: float = 30.0
+    smtp_connections: int = 4  # connections a sender opens at once, each with its own thread
     digest_dir: Path = Path("digests")
     confirm_days: int = 7
     outbox_retention_days: int = 90  # sent messages older than this are pruned
@@ -167,6 +168,8 @@ class Settings:
                               "give the SMTP password"),
             smtp_timeout=get("TRACKER_SMTP_TIMEOUT", "smtp_timeout", _float_between(1, 600),
                              "give seconds from 1 to 600"),
+            smtp_connections=get("TRACKER_SMTP_CONNECTIONS", "smtp_connections",
+                                 _int_between(1, 32), "give a whole number from 1 to 32"),
             digest_dir=get("TRACKER_DIGEST_DIR", "digest_dir",
                            _writable_folder("TRACKER_DIGEST_DIR"), "give a folder path"),
             confirm_days=get("TRACKER_CONFIRM_DAYS", "confirm_days", _int_between(1, 90),

@@ -29,7 +29,7 @@ from tracker.config import Settings
 from tracker.ctgov import CtGovClient
 from tracker.database import Database
 from tracker.errors import ConfigError, LockBusy, Stopped, TrackerError
-from tracker.mail import DrainResult, drain, transport_for
+from tracker.mail import DrainResult, drain, transport_for, transports_for
 from tracker.models import Job, OutboxMessage, RunStatus, Subscriber
 from tracker.store import Store
 from tracker.subscribers import Outcome as Subscription
@@ -159,7 +159,7 @@ def digests(ctx: Context, *, send: bool = False, folder: Path | None = None,
     if dry_run:
         return Digested(RunStatus.OK, queued, planned=planned, to_files=to_files,
                         folder=target)
-    delivered = drain(ctx.db, transport_for(settings, folder if to_files else None),
+    delivered = drain(ctx.db, transports_for(settings, folder if to_files else None),
                       stop=ctx.stop)
     how = "written" if to_files else "sent"
     summary = (f"{queued}; {delivered.sent} {how}, {delivered.failed} failed, "
@@ -201,7 +201,7 @@ SCHEDULED: dict[Job, Callable[[Context], Outcome]] = {
 def deliver(ctx: Context, ids: list[int] | None = None,
             folder: Path | None = None) -> DrainResult:
     """Deliver queued messages (only `ids`, if given) by the configured transport."""
-    return drain(ctx.db, transport_for(ctx.settings, folder), ids=ids, stop=ctx.stop)
+    return drain(ctx.db, transports_for(ctx.settings, folder), ids=ids, stop=ctx.stop)
 
 
 def retry(ctx: Context, message_id: int) -> tuple[OutboxMessage, DrainResult]:

@@ -1,10 +1,14 @@
 """Deliver queued messages: over SMTP, or as files when no mail server is configured.
 
-One SMTP connection serves a whole batch. A temporary refusal (4xx) or a connection lost
-before the server accepted the message is retried with backoff on a fresh connection; a
-permanent refusal (5xx) marks that message failed and the batch goes on; a connection lost
-after the whole message was handed over, while waiting for the server's verdict, leaves the
-outcome unknown: the message is marked so and never resent on its own.
+Each SMTP connection serves a whole batch, and a few connections (TRACKER_SMTP_CONNECTIONS)
+run side by side, each in its own thread with its own claimed messages. The standard
+library's smtplib waits for each reply (it does not use PIPELINING).
+
+A temporary refusal (4xx) or a connection lost before the server accepted the message is
+retried with backoff on a fresh connection; a permanent refusal (5xx) marks that message
+failed and the batch goes on; a connection lost after the whole message was handed over,
+while waiting for the server's verdict, leaves the outcome unknown: the message is marked so
+and never resent on its own.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
@@ -32,9 +36,8 @@ from tracker.errors import (
     UnknownOutcome,
     Unreachable,
 )
-from tracker.lock import Lock, hold
+from tracker.lock import sender
 from tracker.models import MessageKind, MessageStatus, OutboxMessage
-from tracker.times import utcnow
 
 SEND_ATTEMPTS = 4
 BACKOFF_BASE = 2.0
@@ -215,71 +218,143 @@ class DrainResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _carries(transport: Transport, message: OutboxMessage) -> bool:
-    """File transports take everything; a mail server only messages with an address (a
-    file-mode operator digest, addressed to "operator", stays a file)."""
-    if transport.kinds is None:
-        return True
-    return message.kind in transport.kinds and "@" in message.recipient
+CLAIM = 20  # messages a connection takes at a time; small, so connections share the work
 
 
-def drain(db: Database, transport: Transport, *, ids: list[int] | None = None,
-          sleep: Callable[[float], None] = time.sleep,
+@dataclass
+class _Run:
+    """One drain's shared state: its workers (one connection each) count into `result` and
+    stop together when the server is gone (`gone`), `stop` is set or a worker broke."""
+
+    db: Database
+    number: int  # this sender's number, on every message it claims
+    scope: outbox.Scope
+    sleep: Callable[[float], None]
+    stop: threading.Event
+    on_progress: Callable[[int, int], None] | None
+    total: int
+    result: DrainResult
+    gone: str | None = None
+    broken: list[BaseException] = field(default_factory=list)
+    done: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def over(self) -> bool:
+        return self.stop.is_set() or self.gone is not None or bool(self.broken)
+
+    def record(self, outcome: str, message: OutboxMessage) -> None:
+        with self.lock:
+            if outcome == "unreachable":
+                self.gone = self.gone or message.error or ""
+                return
+            if outcome in ("failed", "left"):
+                self.result.errors.append(message.error or "")
+            if outcome == "left":  # counted when given back, at the end
+                return
+            setattr(self.result, outcome, getattr(self.result, outcome) + 1)
+            self.done += 1
+            if self.on_progress:
+                self.on_progress(self.done, self.total)
+
+
+def drain(db: Database, transport: Transport | Sequence[Transport], *,
+          ids: list[int] | None = None, sleep: Callable[[float], None] = time.sleep,
           on_progress: Callable[[int, int], None] | None = None,
           stop: threading.Event | None = None) -> DrainResult:
-    """Deliver queued messages in order; one sender at a time (others get LockBusy).
+    """Deliver queued messages, oldest first, over each of the transports at once (one
+    connection each, `transports_for`).
 
-    Never raises for a delivery problem: what happened to each message is recorded on it and
-    counted in the result. When `stop` is set, the batch ends after the message in hand; the
-    rest stay queued.
+    On SQLite one sender runs at a time (others get LockBusy); on PostgreSQL several can
+    drain the same outbox, each taking batches of messages no other sender has taken, so no
+    message is delivered twice. Never raises for a delivery problem: what happened to each
+    message is recorded on it and counted in the result. When `stop` is set, each connection
+    ends after the message in hand; the rest stay queued.
     """
+    transports = list(transport) if isinstance(transport, Sequence) else [transport]
+    scope = outbox.Scope(ids, transports[0].kinds)
     result = DrainResult()
-    with hold(db, Lock.SEND):
-        result.recovered = outbox.recover_interrupted(db)
-        pending = [m for m in outbox.queued(db, ids) if _carries(transport, m)]
-        if not pending:
+    with sender(db, lambda number: outbox.carries(db, number)) as me:
+        result.recovered = outbox.recover_interrupted(db, me.alive)
+        total = outbox.unclaimed(db, scope)
+        if not total:
             return result
+        run = _Run(db, me.number, scope, sleep, stop or threading.Event(), on_progress, total,
+                   result)
         try:
-            transport.open()
-        except SendError as error:
-            # Nothing was handed over (no server, a refused login, an unwritable folder): every
-            # message stays queued for the next run, with the attempt and the reason on it.
-            outbox.failed_attempt(db, [m.id for m in pending if m.id is not None], str(error))
-            result.left = len(pending)
-            result.errors.append(str(error))
-            return result
-        try:
-            for number, message in enumerate(pending, 1):
-                if stop is not None and stop.is_set():
-                    result.left += len(pending) - number + 1
-                    break
-                outcome = _deliver_one(db, transport, message, sleep)
-                if outcome == "unreachable":
-                    rest = pending[number:]  # not tried: the server is gone; say so on them
-                    outbox.failed_attempt(db, [m.id for m in rest if m.id is not None],
-                                          message.error or "")
-                    result.left += len(rest) + 1
-                    result.errors.append(message.error or "")
-                    break
-                if outcome == "left":  # this recipient is refused for now; go on
-                    result.left += 1
-                    result.errors.append(message.error or "")
-                    continue
-                setattr(result, outcome, getattr(result, outcome) + 1)
-                if outcome == "failed":
-                    result.errors.append(message.error or "")
-                if on_progress:
-                    on_progress(number, len(pending))
-        finally:
-            transport.close()
+            refused = _work_together(run, transports[:-(-total // CLAIM)])
+            if refused:  # no connection could be made: nothing was handed over
+                run.gone = refused
+            if run.gone is not None:
+                # The server is gone: say so on every message nobody has taken.
+                result.left += outbox.unreached(db, scope, run.gone)
+                result.errors.append(run.gone)
+            elif run.stop.is_set():
+                result.left += outbox.unclaimed(db, scope)
+        finally:  # what this sender took and did not settle is free for the next one
+            result.left += outbox.give_back(db, me.number)
+        if run.broken:
+            raise run.broken[0]
     return result
 
 
+def _work_together(run: _Run, transports: Sequence[Transport]) -> str | None:
+    """Run one worker per transport (the first in this thread) until the outbox is empty;
+    returns the reason when none of them could connect."""
+    refusals: list[str] = []
+
+    def work(transport: Transport) -> None:
+        try:
+            refused = _work(run, transport)
+        except BaseException as error:  # re-raised by drain, after the others stopped
+            with run.lock:
+                run.broken.append(error)
+            return
+        if refused is not None:
+            with run.lock:
+                refusals.append(refused)
+
+    threads = [threading.Thread(target=work, args=(t,), name=f"sender-{n}", daemon=True)
+               for n, t in enumerate(transports[1:], 2)]
+    for thread in threads:
+        thread.start()
+    work(transports[0])
+    for thread in threads:
+        thread.join()
+    return refusals[0] if len(refusals) == len(transports) else None
+
+
+def _work(run: _Run, transport: Transport) -> str | None:
+    """Deliver claimed batches over one connection until nothing is left to claim or the run
+    is over. Returns why the connection could not be opened (then nothing was claimed)."""
+    try:
+        transport.open()
+    except SendError as error:
+        return str(error)
+    sent: list[int] = []  # delivered, marked sent with the next commit
+    try:
+        while not run.over():
+            batch = outbox.claim(run.db, run.number, run.scope, CLAIM)
+            if not batch:
+                break
+            for number, message in enumerate(batch):
+                if run.over():
+                    if run.gone is not None:  # not tried: the server is gone; say so on them
+                        outbox.failed_attempt(run.db, [m.id for m in batch[number:]
+                                                       if m.id is not None], run.gone)
+                    break
+                run.record(_deliver_one(run.db, transport, message, run.sleep, sent), message)
+    finally:
+        outbox.mark_sent(run.db, sent)
+        transport.close()
+    return None
+
+
 def _deliver_one(db: Database, transport: Transport, message: OutboxMessage,
-                 sleep: Callable[[float], None]) -> str:
+                 sleep: Callable[[float], None], sent: list[int]) -> str:
     """One message, with retries: "sent", "failed", "unknown", "left" (refused for now) or
     "unreachable" (no connection could be made: the batch should stop). Every attempt is
-    counted on the message, with the reason when it failed."""
+    counted on the message, with the reason when it failed. A delivered message's id is
+    added to `sent`, to be marked sent with the next commit (`outbox.begin_sending`)."""
     assert message.id is not None
     error = ""
     unreachable = False
@@ -291,17 +366,18 @@ def _deliver_one(db: Database, transport: Transport, message: OutboxMessage,
             outbox.failed_attempt(db, [message.id], str(failure))
             if isinstance(failure, PermanentSendError) or attempt == SEND_ATTEMPTS - 1:
                 return "unreachable"
-            _backoff(attempt, sleep)
+            _backoff(attempt, db, sent, sleep)
             continue
         try:
-            outbox.mark(db, message.id, MessageStatus.SENDING, attempt=True)
+            outbox.begin_sending(db, message.id, sent=sent)
+            sent.clear()
             transport.deliver(message)
         except TransientSendError as failure:
             error = str(failure)
             unreachable = isinstance(failure, Unreachable)
             outbox.mark(db, message.id, MessageStatus.QUEUED, error=error)
             if attempt < SEND_ATTEMPTS - 1:
-                _backoff(attempt, sleep)
+                _backoff(attempt, db, sent, sleep)
             continue
         except PermanentSendError as failure:
             message.error = str(failure)
@@ -310,13 +386,16 @@ def _deliver_one(db: Database, transport: Transport, message: OutboxMessage,
         except UnknownOutcome as failure:
             outbox.mark(db, message.id, MessageStatus.UNKNOWN, error=str(failure))
             return "unknown"
-        outbox.mark(db, message.id, MessageStatus.SENT, now=utcnow())
+        sent.append(message.id)
         return "sent"
     message.error = error
     return "unreachable" if unreachable else "left"
 
 
-def _backoff(attempt: int, sleep: Callable[[float], None]) -> None:
+def _backoff(attempt: int, db: Database, sent: list[int],
+             sleep: Callable[[float], None]) -> None:
+    outbox.mark_sent(db, sent)  # not left waiting on the sleep
+    sent.clear()
     delay = BACKOFF_BASE * 2 ** attempt
     sleep(delay / 2 + random.random() * delay / 2)
 
@@ -335,3 +414,11 @@ def transport_for(settings: Settings, folder: Path | None = None) -> Transport:
     if folder is None and settings.smtp_configured:
         return SmtpTransport(settings)
     return FileTransport(folder or settings.digest_dir)
+
+
+def transports_for(settings: Settings, folder: Path | None = None) -> list[Transport]:
+    """As `transport_for`, with TRACKER_SMTP_CONNECTIONS connections to a mail server (files
+    are written by one)."""
+    if folder is None and settings.smtp_configured:
+        return [SmtpTransport(settings) for _ in range(settings.smtp_connections)]
+    return [transport_for(settings, folder)]

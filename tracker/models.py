@@ -300,6 +300,8 @@ class OutboxMessage(SQLModel, table=True):
     window_end: int = 0  # the last change event this message covers
     created_at: datetime
     sent_at: datetime | None = None
+    # The sender that has taken this message (`lock.Sender`), until it is sent or given back.
+    claimant: int | None = None
 
 
     @property

@@ -7,17 +7,24 @@ queued -> sending -> sent, committing each step; a message found still sending w
 starts was in the hands of a process that died, so its outcome is unknown and it is not sent
 again unasked. A message's `key` says what it is about, so the same digest or alert is never
 queued twice.
+
+Several senders can share the outbox (on PostgreSQL): a sender first `claim`s a batch of
+queued messages, writing its number on them in one short transaction that skips rows another
+sender is claiming (FOR UPDATE SKIP LOCKED), and only it moves them on. What a dead sender
+left behind is recovered by number (`recover_interrupted`), never what a live one holds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, func, insert, select, update
 
 from tracker import subscribers
 from tracker.database import Database
@@ -27,6 +34,7 @@ from tracker.times import utcnow
 
 OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 BATCH = 500  # keys looked up per query
+_SQLITE_CLAIMS = threading.Lock()
 PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.FAILED,
            MessageStatus.UNKNOWN)
 
@@ -145,16 +153,114 @@ def operator_window(db: Database) -> int:
                                 .where(OUTBOX.c.kind == MessageKind.OPERATOR)).scalar_one())
 
 
-def recover_interrupted(db: Database) -> int:
-    """Messages a dead sender left sending become unknown; call only under the send lock."""
+INTERRUPTED = ("The sender stopped while this message was being handed to the mail server; it "
+               "may or may not have been delivered. 'tracker outbox --retry ID' sends it again.")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which queued messages a sender delivers: only `ids` when given; only `kinds`, and only
+    to an e-mail address, when given (a mail server), else every kind (files)."""
+
+    ids: Sequence[int] | None = None
+    kinds: Sequence[MessageKind] | None = None
+
+    def where(self) -> ColumnElement[bool]:
+        clause: ColumnElement[bool] = OUTBOX.c.status == MessageStatus.QUEUED
+        if self.ids is not None:
+            clause = clause & OUTBOX.c.id.in_(list(self.ids))
+        if self.kinds is not None:
+            clause = (clause & OUTBOX.c.kind.in_([str(k) for k in self.kinds])
+                      & OUTBOX.c.recipient.contains("@"))
+        return clause
+
+
+def recover_interrupted(db: Database, alive: Callable[[int], bool]) -> int:
+    """Messages that a sender no longer `alive` left sending become unknown (it may have
+    handed them over), and those it had claimed but not begun are given back to the queue.
+    A live sender's messages are left alone. Returns how many became unknown."""
+    with db.engine.connect() as conn:
+        numbers = conn.execute(select(OUTBOX.c.claimant).distinct().where(
+            OUTBOX.c.status.in_([MessageStatus.SENDING, MessageStatus.QUEUED]),
+            OUTBOX.c.claimant.is_not(None))).scalars().all()
+    dead = [n for n in numbers if not alive(n)]
+    whose = OUTBOX.c.claimant.is_(None) | OUTBOX.c.claimant.in_(dead)
     with db.engine.begin() as conn:
         result = conn.execute(update(OUTBOX).where(
-            OUTBOX.c.status == MessageStatus.SENDING).values(
-            status=MessageStatus.UNKNOWN,
-            error="The sender stopped while this message was being handed to the mail server; "
-                  "it may or may not have been delivered. 'tracker outbox --retry ID' sends "
-                  "it again."))
+            OUTBOX.c.status == MessageStatus.SENDING, whose).values(
+            status=MessageStatus.UNKNOWN, error=INTERRUPTED, claimant=None))
+        if dead:
+            conn.execute(update(OUTBOX).where(OUTBOX.c.status == MessageStatus.QUEUED,
+                                              OUTBOX.c.claimant.in_(dead)).values(claimant=None))
     return int(result.rowcount or 0)
+
+
+def carries(db: Database, claimant: int) -> bool:
+    """Whether any message still carries sender number `claimant`."""
+    with db.engine.connect() as conn:
+        return conn.execute(select(OUTBOX.c.id).where(OUTBOX.c.claimant == claimant)
+                            .limit(1)).first() is not None
+
+
+def unclaimed(db: Database, scope: Scope) -> int:
+    """How many queued messages in `scope` no sender has taken."""
+    with db.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(
+            scope.where(), OUTBOX.c.claimant.is_(None))).scalar_one())
+
+
+def claim(db: Database, claimant: int, scope: Scope, limit: int) -> list[OutboxMessage]:
+    """Take up to `limit` queued messages in `scope`, oldest first, for sender `claimant`, in
+    one short transaction. Rows another sender is claiming at the same moment are skipped
+    (PostgreSQL's FOR UPDATE SKIP LOCKED; on SQLite there is one sender), so no message is
+    ever taken by two senders."""
+    # SQLite has no row locks (FOR UPDATE is left out): its one sender's threads take turns.
+    with _SQLITE_CLAIMS if db.is_sqlite else contextlib.nullcontext(), db.engine.begin() as conn:
+        ids = conn.execute(select(OUTBOX.c.id).where(scope.where(), OUTBOX.c.claimant.is_(None))
+                           .order_by(OUTBOX.c.id).limit(limit)
+                           .with_for_update(skip_locked=True)).scalars().all()
+        if not ids:
+            return []
+        conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(ids), OUTBOX.c.claimant.is_(None))
+                     .values(claimant=claimant))
+        rows = conn.execute(select(OUTBOX).where(OUTBOX.c.id.in_(ids),
+                                                 OUTBOX.c.claimant == claimant)
+                            .order_by(OUTBOX.c.id)).mappings()
+        return [OutboxMessage(**row) for row in rows]
+
+
+def give_back(db: Database, claimant: int) -> int:
+    """Return sender `claimant`'s claimed messages that are still queued (not begun, or
+    refused for now) to every sender; returns how many."""
+    with db.engine.begin() as conn:
+        result = conn.execute(update(OUTBOX).where(
+            OUTBOX.c.claimant == claimant, OUTBOX.c.status == MessageStatus.QUEUED)
+            .values(claimant=None))
+    return int(result.rowcount or 0)
+
+
+def begin_sending(db: Database, message_id: int, *, sent: Sequence[int] = (),
+                  now: datetime | None = None) -> None:
+    """Mark one message sending (counting the attempt) and, in the same commit, the messages
+    `sent` since the last commit as sent. The sending mark is committed before the message
+    is handed over; a sent mark may wait for the next commit, since a message left sending
+    by a crash becomes unknown and is never resent."""
+    with db.engine.begin() as conn:
+        if sent:
+            _mark_sent(conn, sent, now or utcnow())
+        conn.execute(update(OUTBOX).where(OUTBOX.c.id == message_id).values(
+            status=MessageStatus.SENDING, error=None, attempts=OUTBOX.c.attempts + 1))
+
+
+def mark_sent(db: Database, ids: Sequence[int], now: datetime | None = None) -> None:
+    if ids:
+        with db.engine.begin() as conn:
+            _mark_sent(conn, ids, now or utcnow())
+
+
+def _mark_sent(conn: Connection, ids: Sequence[int], now: datetime) -> None:
+    conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(list(ids))).values(
+        status=MessageStatus.SENT, error=None, sent_at=now, claimant=None))
 
 
 def queued(db: Database, ids: Sequence[int] | None = None) -> list[OutboxMessage]:
@@ -184,6 +290,8 @@ def counts(db: Database) -> dict[MessageStatus, int]:
 def mark(db: Database, message_id: int, status: MessageStatus, *, error: str | None = None,
          attempt: bool = False, now: datetime | None = None) -> None:
     values: dict[str, Any] = {"status": status, "error": error}
+    if status in (MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.UNKNOWN):
+        values["claimant"] = None  # settled: no sender holds it any more
     if attempt:
         values["attempts"] = OUTBOX.c.attempts + 1
     if status == MessageStatus.SENT:
@@ -194,9 +302,20 @@ def mark(db: Database, message_id: int, status: MessageStatus, *, error: str | N
 
 def failed_attempt(db: Database, ids: Sequence[int], error: str) -> None:
     """Record an attempt that never reached the mail server (it could not be reached)."""
+    if not ids:
+        return
     with db.engine.begin() as conn:
         conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(list(ids)))
                      .values(attempts=OUTBOX.c.attempts + 1, error=error))
+
+
+def unreached(db: Database, scope: Scope, error: str) -> int:
+    """Record an attempt that never reached the mail server on every queued message in
+    `scope` that no sender has taken; returns how many."""
+    with db.engine.begin() as conn:
+        result = conn.execute(update(OUTBOX).where(scope.where(), OUTBOX.c.claimant.is_(None))
+                              .values(attempts=OUTBOX.c.attempts + 1, error=error))
+    return int(result.rowcount or 0)
 
 
 def retry(db: Database, message_id: int) -> OutboxMessage:
@@ -209,6 +328,6 @@ def retry(db: Database, message_id: int) -> OutboxMessage:
             raise BadInput(f"Outbox message {message_id} is {row['status']}; only failed "
                            "or unknown messages can be retried.")
         conn.execute(update(OUTBOX).where(OUTBOX.c.id == message_id)
-                     .values(status=MessageStatus.QUEUED, error=None))
+                     .values(status=MessageStatus.QUEUED, error=None, claimant=None))
         row = conn.execute(select(OUTBOX).where(OUTBOX.c.id == message_id)).mappings().one()
     return OutboxMessage(**row)
