@@ -1,7 +1,8 @@
-"""Helpers for editing copies of real records, shared by the diff and plain-language specs."""
+"""Helpers for editing copies of real records, shared by the specs."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from tests.conftest import load_study, updated
@@ -36,3 +37,46 @@ def without_results(study: Study) -> Study:
                 "resultsFirstPostDateStruct"):
         del status_module(before)[key]
     return before
+
+
+TOFACITINIB_DM = "NCT04078230"  # the real record `about` edits
+NEUTRAL_SUMMARY = "This study tests whether the study drug improves muscle strength."
+
+
+def about(conditions: list[str], keywords: list[str] | None = None, *,
+          title: str = "A Randomized Trial of the Study Drug", official_title: str | None = None,
+          acronym: str | None = None, summary: str | None = NEUTRAL_SUMMARY,
+          criteria: str | None = None, meshes: list[dict[str, str]] | None = None,
+          ancestors: list[dict[str, str]] | None = None) -> Study:
+    """A copy of a real record whose condition words and condition MeSH terms are replaced.
+
+    Without `meshes`/`ancestors` the study has no derived condition terms at all, so it is about
+    myositis only if its words say so."""
+    s = copy.deepcopy(load_study(TOFACITINIB_DM))
+    p = s["protocolSection"]
+    p["conditionsModule"] = {"conditions": conditions}
+    if keywords:
+        p["conditionsModule"]["keywords"] = keywords
+    ident = p["identificationModule"]
+    ident["briefTitle"] = title
+    ident.pop("officialTitle", None)
+    if official_title:
+        ident["officialTitle"] = official_title
+    if acronym:
+        ident["acronym"] = acronym
+    if summary is None:
+        p["descriptionModule"].pop("briefSummary", None)
+    else:
+        p["descriptionModule"]["briefSummary"] = summary
+    if criteria is not None:
+        p["eligibilityModule"]["eligibilityCriteria"] = criteria
+    browse: dict[str, Any] = {}
+    if meshes:
+        browse["meshes"] = meshes
+    if ancestors:
+        browse["ancestors"] = ancestors
+    if browse:
+        s["derivedSection"]["conditionBrowseModule"] = browse
+    else:
+        del s["derivedSection"]["conditionBrowseModule"]
+    return s

@@ -10,7 +10,6 @@ from those records. Wordings follow how registrants write on ClinicalTrials.gov.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -21,6 +20,7 @@ import pytest
 
 from tests.conftest import load_study, updated
 from tests.fakeapi import Registry
+from tests.records import about
 from tracker.config import DEFAULT_QUERY, Settings
 from tracker.ctgov import CtGovClient
 from tracker.digest import plan, plan_operator
@@ -56,49 +56,9 @@ MYOSITIS_ANCESTORS = [
     {"id": "D009468", "term": "Neuromuscular Diseases"},
     {"id": "D003240", "term": "Connective Tissue Diseases"},
 ]
-NEUTRAL_SUMMARY = "This study tests whether the study drug improves muscle strength."
 
 
 # --- helpers for editing copies of real records -----------------------------------------------
-
-def about(conditions: list[str], keywords: list[str] | None = None, *,
-          title: str = "A Randomized Trial of the Study Drug", official_title: str | None = None,
-          acronym: str | None = None, summary: str | None = NEUTRAL_SUMMARY,
-          criteria: str | None = None, meshes: list[dict[str, str]] | None = None,
-          ancestors: list[dict[str, str]] | None = None) -> Study:
-    """A copy of a real record whose condition words and condition MeSH terms are replaced.
-
-    Without `meshes`/`ancestors` the study has no derived condition terms at all, so it is about
-    myositis only if its words say so."""
-    s = copy.deepcopy(load_study(TOFACITINIB_DM))
-    p = s["protocolSection"]
-    p["conditionsModule"] = {"conditions": conditions}
-    if keywords:
-        p["conditionsModule"]["keywords"] = keywords
-    ident = p["identificationModule"]
-    ident["briefTitle"] = title
-    ident.pop("officialTitle", None)
-    if official_title:
-        ident["officialTitle"] = official_title
-    if acronym:
-        ident["acronym"] = acronym
-    if summary is None:
-        p["descriptionModule"].pop("briefSummary", None)
-    else:
-        p["descriptionModule"]["briefSummary"] = summary
-    if criteria is not None:
-        p["eligibilityModule"]["eligibilityCriteria"] = criteria
-    browse: dict[str, Any] = {}
-    if meshes:
-        browse["meshes"] = meshes
-    if ancestors:
-        browse["ancestors"] = ancestors
-    if browse:
-        s["derivedSection"]["conditionBrowseModule"] = browse
-    else:
-        del s["derivedSection"]["conditionBrowseModule"]
-    return s
-
 
 def subtypes(s: Study, tagger: Tagger = TAGGER) -> list[str]:
     return list(tagger.tag(s).subtypes)

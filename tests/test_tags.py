@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import load_study
+from tests.records import about
 from tracker.errors import ConfigError
 from tracker.tags import Tagger, age_in_years, columns, recruiting_sites, results_overdue
 from tracker.vocabulary import OTHER_THERAPY, Evidence, Vocabulary, load_vocabulary, normalise
@@ -36,52 +37,12 @@ IVIG_DM_PM = "NCT02210780"  # results posted, 42 sites without a status
 VOCABULARY = load_vocabulary()
 TAGGER = Tagger(VOCABULARY)
 
-NEUTRAL_SUMMARY = "This study tests whether the study drug improves muscle strength."
 
 
 # --- helpers for editing copies of real records -----------------------------------------------
 
 def study(nct_id: str) -> Study:
     return copy.deepcopy(load_study(nct_id))
-
-
-def about(conditions: list[str], keywords: list[str] | None = None, *,
-          title: str = "A Randomized Trial of the Study Drug", official_title: str | None = None,
-          acronym: str | None = None, summary: str | None = NEUTRAL_SUMMARY,
-          criteria: str | None = None, meshes: list[dict[str, str]] | None = None,
-          ancestors: list[dict[str, str]] | None = None) -> Study:
-    """A copy of a real record whose condition words and condition MeSH terms are replaced.
-
-    Without `meshes`/`ancestors` the study has no derived condition terms at all, so it is about
-    myositis only if its words say so."""
-    s = study(TOFACITINIB_DM)
-    p = s["protocolSection"]
-    p["conditionsModule"] = {"conditions": conditions}
-    if keywords:
-        p["conditionsModule"]["keywords"] = keywords
-    ident = p["identificationModule"]
-    ident["briefTitle"] = title
-    ident.pop("officialTitle", None)
-    if official_title:
-        ident["officialTitle"] = official_title
-    if acronym:
-        ident["acronym"] = acronym
-    if summary is None:
-        p["descriptionModule"].pop("briefSummary", None)
-    else:
-        p["descriptionModule"]["briefSummary"] = summary
-    if criteria is not None:
-        p["eligibilityModule"]["eligibilityCriteria"] = criteria
-    browse: dict[str, Any] = {}
-    if meshes:
-        browse["meshes"] = meshes
-    if ancestors:
-        browse["ancestors"] = ancestors
-    if browse:
-        s["derivedSection"]["conditionBrowseModule"] = browse
-    else:
-        del s["derivedSection"]["conditionBrowseModule"]
-    return s
 
 
 def trial_of(*interventions: dict[str, Any]) -> Study:

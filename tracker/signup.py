@@ -23,7 +23,7 @@ import hmac
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from jinja2 import Environment
@@ -39,7 +39,7 @@ from tracker.jobs import Context
 from tracker.matching import DEFAULT_RADIUS_KM
 from tracker.models import Cadence, ChangeSet, Subscriber
 from tracker.subscribers import Preferences
-from tracker.times import as_utc
+from tracker.times import as_utc, long_date
 from tracker.tokens import Purpose, form_token, form_token_matches
 
 RADII = (25, 50, 100, 250, 500, 1000)  # km, the choices of "near a town or city"
@@ -304,7 +304,7 @@ def routes(ctx: Context, env: Environment) -> list[Route]:
         return render(request, "manage.html", status, title="Your myositis trial e-mails",
                       problem=None, token=token, subscriber=subscriber,
                       choices=choices or choices_of(subscriber, settings.weekly_day),
-                      notice=notice, paused=long_date(paused) if paused else None)
+                      notice=notice, paused=long_date(paused.date()) if paused else None)
 
     async def manage(request: Request) -> Response:
         if request.method != "POST":
@@ -341,7 +341,7 @@ def routes(ctx: Context, env: Environment) -> list[Route]:
         elif action == "pause":
             until = ctx.clock() + PAUSE
             subscribers.pause(ctx.db, subscriber.id, until)
-            notice = f"Paused: no e-mails until {long_date(until)}."
+            notice = f"Paused: no e-mails until {long_date(until.date())}."
         elif action == "resume":
             subscribers.pause(ctx.db, subscriber.id, None)
             notice = "Your e-mails start again."
@@ -360,9 +360,3 @@ def routes(ctx: Context, env: Environment) -> list[Route]:
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
         Route("/manage", manage, methods=["GET", "POST"]),
     ]
-
-
-def long_date(moment: datetime) -> str:
-    """3 January 2027."""
-    return f"{moment.day} {moment:%B %Y}"
-

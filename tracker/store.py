@@ -216,13 +216,6 @@ class Store:
 
     # --- the weekly report's record of what it wrote --------------------------------------
 
-    def report_week(self, week: str) -> ReportWeek | None:
-        """When `week`'s report ("2026-W47") was written; None if it never was."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(REPORT_WEEK).where(REPORT_WEEK.c.week == week)
-                               ).mappings().first()
-        return _report_week(row) if row else None
-
     def report_weeks(self) -> dict[str, ReportWeek]:
         """Every week whose report was written, by week."""
         with self.engine.connect() as conn:
