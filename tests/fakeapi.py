@@ -6,6 +6,10 @@ page tokens bound to the query, a token on an exactly-full last page that leads 
 page, `fields` projection, `filter.ids`, `filter.advanced` with a LastUpdatePostDate range,
 text/plain 400s for unknown parameters, gzip, and `/version`. Faults can be injected per
 request: status codes with Retry-After, truncated bodies, malformed JSON and slow answers.
+
+Like the real API, which sits behind a cache, it gzips a given answer once: the compressed
+bytes are kept by the answer's own SHA-256 (so an edit to the registry can never serve a stale
+page), and every later request for the same bytes is served them again.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import re
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +35,7 @@ KNOWN_PARAMS = {
     "filter.ids", "filter.advanced", "filter.overallStatus", "fields", "sort", "countTotal",
     "pageSize", "pageToken", "format", "markupFormat",
 }
+GZIP_CACHE_BYTES = 512 * 2**20  # compressed answers kept, least recently used dropped first
 RANGE = re.compile(r"^AREA\[LastUpdatePostDate\]RANGE\[(\d{4}-\d{2}-\d{2}),MAX\]$")
 PROJECTIONS = {
     "NCTId": ("protocolSection", "identificationModule", "nctId"),
@@ -207,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, kind: str, body: bytes, headers: dict[str, str]) -> None:
         if "gzip" in self.headers.get("Accept-Encoding", "") and status == 200:
-            body = gzip.compress(body)
+            body = self.server.gzipped(body)
             headers = {**headers, "Content-Encoding": "gzip"}
         self.send_response(status)
         self.send_header("Content-Type", kind + "; charset=utf-8")
@@ -228,6 +234,28 @@ class FakeApi(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.registry = registry or Registry()
         self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
+        self._gzipped: OrderedDict[bytes, bytes] = OrderedDict()
+        self._gzipped_bytes = 0
+        self._gzip_lock = threading.Lock()
+
+    def gzipped(self, body: bytes) -> bytes:
+        """`body` gzipped (level 9, as gzip.compress does), compressed once per distinct body:
+        a cache in front of an API serves repeated pages without compressing them again."""
+        key = hashlib.sha256(body).digest()
+        with self._gzip_lock:
+            cached = self._gzipped.get(key)
+            if cached is not None:
+                self._gzipped.move_to_end(key)
+                return cached
+        compressed = gzip.compress(body)
+        with self._gzip_lock:
+            if key not in self._gzipped:
+                self._gzipped[key] = compressed
+                self._gzipped_bytes += len(compressed)
+            while self._gzipped_bytes > GZIP_CACHE_BYTES:
+                _, dropped = self._gzipped.popitem(last=False)
+                self._gzipped_bytes -= len(dropped)
+        return compressed
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up mid-answer (a timeout test, an interrupted sync) is part of

@@ -2,10 +2,15 @@
 
 `smtp_server()` starts one on an ephemeral port (or a given one) in a background thread and
 yields its `Mailbox`: what arrived, on which connection, and the faults still to inject. A
-fault answers RCPT, the DATA command (before 354) or the end of DATA with a reply, or drops
-the connection without answering; a 421 reply also closes the connection, as RFC 5321 says.
-`slow` makes the server sit on each message after receiving all of it (from the
+fault answers MAIL, RCPT, the DATA command (before 354) or the end of DATA with a reply, or
+drops the connection without answering; a 421 reply also closes the connection, as RFC 5321
+says. `slow` makes the server sit on each message after receiving all of it (from the
 `slow_from`-th on) before it answers, until `release` is set or the client goes away.
+
+aiosmtpd reads commands from a stream buffer and answers them in order, so it serves a
+pipelining client as it is; it just does not say so. `pipelining=True` adds PIPELINING to
+its EHLO answer (RFC 2920), and `grouped` shows, for each MAIL, the commands that had
+already arrived behind it: what the client sent in the same write.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Session
 
+MAIL = "MAIL"  # a MAIL fault cannot name a recipient: RCPT has not been read yet
 RCPT = "RCPT"
 DATA_COMMAND = "DATA command"  # the answer to DATA itself, before the message is sent
 END_OF_DATA = "end of DATA"  # the verdict on the whole message
@@ -67,6 +73,12 @@ class Mailbox:
     sessions: list[Session] = field(default_factory=list)  # one per connection that spoke
     slow: float = 0.0
     slow_from: int = 0
+    pipelining: bool = False  # offer PIPELINING in the EHLO answer
+    grouped: list[bytes] = field(default_factory=list)  # per MAIL: the commands behind it
+    # Answer 354 to DATA even when no recipient was accepted, as RFC 2920 lets a server do;
+    # the client must then send an empty message (recorded in `empty_data`), never delivered.
+    data_without_recipients: bool = False
+    empty_data: list[bytes] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -93,7 +105,21 @@ class Mailbox:
                           hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
         self._session_number(session)
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
         return responses
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        reader: Any = server._reader  # what has arrived and is not read yet
+        with self.lock:
+            self.grouped.append(bytes(reader._buffer))
+        fault = self._take(MAIL, None)
+        if fault is not None:
+            return await _play(server, fault)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
@@ -166,6 +192,17 @@ class _Server(SMTP):
                 self._set_rset_state()
                 await self.push(reply)
                 return
+        if isinstance(handler, Mailbox) and handler.data_without_recipients and \
+                envelope is not None and envelope.mail_from and not envelope.rcpt_tos:
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            lines = []
+            while (line := await self._reader.readuntil(b"\r\n")) != b".\r\n":
+                lines.append(line)
+            with handler.lock:
+                handler.empty_data.append(b"".join(lines))
+            self._set_post_data_state()
+            await self.push("554 5.5.1 Error: no valid recipients")
+            return
         await super().smtp_DATA(arg)
 
 

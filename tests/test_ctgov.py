@@ -16,6 +16,7 @@ import json
 import random
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -408,6 +409,25 @@ def test_gzip_is_requested_and_gzip_bodies_are_decoded(local: Callable[..., CtGo
     assert {s.nct_id: s.record() for p in pages for s in p.studies} == all_studies()
 
 
+def test_the_fake_api_gzips_an_answer_once_yet_never_serves_a_stale_one(
+        local: Callable[..., CtGovClient], fake_api: FakeApi, registry: Registry) -> None:
+    body = b'{"studies":[]}'
+    assert fake_api.gzipped(body) is fake_api.gzipped(body)  # compressed once, then kept
+    assert gzip.decompress(fake_api.gzipped(body)) == body
+    client = local(page_size=10)
+    first = next(client.pages({"query.cond": "myositis"}))
+    edited = copy.deepcopy(registry.studies["NCT04078230"])
+    edited["protocolSection"]["identificationModule"]["briefTitle"] = "Edited"
+    registry.put(edited)
+
+    again = next(client.pages({"query.cond": "myositis"}))
+
+    titles = {s.nct_id: s.record()["protocolSection"]["identificationModule"]["briefTitle"]
+              for s in again.studies}
+    assert titles["NCT04078230"] == "Edited"
+    assert len(first.studies) == len(again.studies) == 7
+
+
 def test_gzip_response_from_respx_is_decoded(api: respx.MockRouter,
                                              mocked: Callable[..., CtGovClient]) -> None:
     api.get("/version").mock(return_value=httpx.Response(
@@ -417,11 +437,32 @@ def test_gzip_response_from_respx_is_decoded(api: respx.MockRouter,
     assert mocked().version() == ApiVersion("2.0.5", "2026-08-14T09:00:05")
 
 
+def test_a_page_of_unknown_length_is_read_whole_however_it_is_cut(
+        api: respx.MockRouter, mocked: Callable[..., CtGovClient]) -> None:
+    """No Content-Length (chunked), and far more bytes than were set aside for the body."""
+    studies = list(all_studies().values()) * 3
+    for number, study in enumerate(studies):
+        study = copy.deepcopy(study)
+        study["protocolSection"]["identificationModule"]["nctId"] = f"NCT9{number:07d}"
+        studies[number] = study
+    body = json.dumps({"totalCount": len(studies), "studies": studies}).encode()
+    api.get("/studies").mock(return_value=httpx.Response(
+        200, content=iter([body[i:i + 777] for i in range(0, len(body), 777)]),
+        headers={"Content-Type": "application/json"}))
+
+    (page,) = mocked(page_size=1000).pages({"query.cond": "myositis"})
+
+    assert [s.record() for s in page.studies] == studies
+
+
+# The next three read a fake clock that the caller moves between pages: each request waits
+# for the caller (look_ahead=False), or the thread asking ahead would read it mid-move.
+
 def test_the_client_sleeps_the_remaining_request_interval_between_requests(
         fake_api: FakeApi) -> None:
     clock = FakeClock()
     client = CtGovClient(make_settings(fake_api.base_url, page_size=3, request_interval=1.0),
-                         sleep=clock.sleep, clock=clock, jitter=lambda: 0.5)
+                         sleep=clock.sleep, clock=clock, jitter=lambda: 0.5, look_ahead=False)
     started: list[float] = []
     client.http.event_hooks = {"request": [lambda request: started.append(clock.now)]}
 
@@ -436,7 +477,7 @@ def test_the_client_sleeps_the_remaining_request_interval_between_requests(
 def test_no_sleep_when_the_interval_has_already_passed(fake_api: FakeApi) -> None:
     clock = FakeClock()
     client = CtGovClient(make_settings(fake_api.base_url, page_size=3, request_interval=1.0),
-                         sleep=clock.sleep, clock=clock)
+                         sleep=clock.sleep, clock=clock, look_ahead=False)
 
     for _page in client.pages({"query.cond": "myositis"}):
         clock.now += 1.5
@@ -451,7 +492,7 @@ def test_the_request_interval_also_separates_a_retry_from_the_failed_attempt(
     clock = FakeClock()
     registry.fail(status=429, headers={"Retry-After": "0"})
     client = CtGovClient(make_settings(fake_api.base_url, request_interval=1.0),
-                         sleep=clock.sleep, clock=clock)
+                         sleep=clock.sleep, clock=clock, look_ahead=False)
 
     client.version()
     next(client.pages({"query.cond": "myositis"}))
@@ -459,6 +500,38 @@ def test_the_request_interval_also_separates_a_retry_from_the_failed_attempt(
     # version, then the 429 (1 s later), the Retry-After 0 wait, then 1 s before the retry
     assert clock.slept == pytest.approx([1.0, 0.0, 1.0])
     client.close()
+
+
+def test_the_next_page_is_asked_for_while_the_caller_reads_this_one(
+        local: Callable[..., CtGovClient], registry: Registry) -> None:
+    client = local(page_size=3)
+    asked = threading.Semaphore(0)
+    client.http.event_hooks = {"request": [lambda request: asked.release()]}
+    early: list[bool] = []
+
+    for page in client.pages({"query.cond": "myositis"}):
+        assert asked.acquire(timeout=5)  # this page's own request
+        if page.next_token:  # the next one goes out before this page is let go
+            early.append(asked.acquire(timeout=5))
+            asked.release()
+
+    assert early == [True, True]
+    assert client.requests_made == len(registry.requests("/studies")) == 3
+
+
+def test_a_page_asked_for_ahead_is_let_go_when_the_caller_stops(
+        local: Callable[..., CtGovClient], registry: Registry) -> None:
+    client = local(page_size=3)
+    asked = threading.Semaphore(0)
+    client.http.event_hooks = {"request": [lambda request: asked.release()]}
+    pages = client.pages({"query.cond": "myositis"})
+
+    next(pages)
+    assert asked.acquire(timeout=5) and asked.acquire(timeout=5)  # page 1, and page 2 ahead
+    pages.close()  # the caller stops after one page
+
+    assert client.requests_made == 2
+    assert len(list(client.pages({"query.cond": "myositis"}))) == 3  # the client works on
 
 
 @pytest.mark.slow

@@ -544,7 +544,6 @@ def test_a_digest_is_keyed_by_its_window_so_it_is_queued_once_under_a_random_mes
     # The same digest queued again, even under a new Message-ID, is refused by its key...
     again = outbox.Draft(kind=MessageKind.DIGEST, key=key, recipient=row.recipient,
                          subject=row.subject, message_id=fresh, message=row.message,
-                         text_body=row.text_body, html_body=row.html_body,
                          subscriber_id=row.subscriber_id, events=row.events,
                          window_end=row.window_end)
     assert outbox.queue(world.store.db, again) is None

@@ -3,6 +3,8 @@
 Every test queues real messages in a real database (SQLite, and PostgreSQL when configured),
 drains the outbox through `tracker.mail` or the `tracker` command, and checks both what the
 server received and what the outbox recorded. Backoff sleeps are recorded, never waited.
+The `mailbox` server runs each test twice: offering PIPELINING and not, since every outcome
+must be the same either way (tests/test_mail_pipelining.py shows the commands grouped).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from tests.conftest import Sleeps, free_port, updated
 from tests.fakeapi import Registry
@@ -34,9 +36,10 @@ from tracker import notify, outbox, subscribers
 from tracker.cli import cli
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient
+from tracker.database import Database
 from tracker.errors import LockBusy, TrackerError
-from tracker.mail import FileTransport, SmtpTransport, drain
-from tracker.models import OutboxMessage
+from tracker.mail import CLAIM, FileTransport, SmtpTransport, drain
+from tracker.models import MessageKind, OutboxMessage
 from tracker.store import Store
 from tracker.subscribers import Preferences
 from tracker.sync import sync
@@ -55,9 +58,9 @@ BACKOFF = [(1.0, 2.0), (2.0, 4.0), (4.0, 8.0)]
 
 # --- fixtures and helpers -------------------------------------------------------------------
 
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as box:
+@pytest.fixture(params=[False, True], ids=["lockstep", "pipelining"])
+def mailbox(request: pytest.FixtureRequest) -> Iterator[Mailbox]:
+    with smtp_server(mailbox=Mailbox(pipelining=request.param)) as box:
         yield box
 
 
@@ -550,6 +553,10 @@ def test_file_transport_writes_an_eml_a_txt_and_an_html_file_per_message(
         assert mine[0].read_bytes() == sent.message
         assert mine[1].read_text() == sent.html_body
         assert mine[2].read_text() == sent.text_body
+        for subtype, written in (("html", mine[1]), ("plain", mine[2])):  # as `email` reads it
+            body = eml.get_body((subtype,))
+            assert body is not None
+            assert written.read_text() == body.get_content().replace("\r\n", "\n")
 
 
 def test_digest_write_also_writes_one_operator_digest_of_every_change(
@@ -590,6 +597,90 @@ def test_digest_write_also_writes_one_operator_digest_of_every_change(
 
     assert "0 digest(s) queued" in again.output and "0 written" in again.output
     assert len(list(folder.iterdir())) == 9
+
+
+def queue_plain(db: Database, count: int) -> list[OutboxMessage]:
+    """`count` small digests queued straight into the outbox, oldest first."""
+    for n in range(count):
+        message = (f"From: {SENDER}\r\nTo: reader{n}@example.org\r\n"
+                   f"Message-ID: <plain-{n}@localhost>\r\nSubject: Digest {n}\r\n\r\n"
+                   f"Digest {n}\r\n").encode()
+        assert outbox.queue(db, outbox.Draft(
+            kind=MessageKind.DIGEST, key=f"digest.{n}", recipient=f"reader{n}@example.org",
+            subject=f"Digest {n}", message_id=f"<plain-{n}@localhost>",
+            message=message), now=utcnow()) is not None
+    return outbox.messages(db)
+
+
+def file_names(message: OutboxMessage) -> list[str]:
+    stem = f"{message.created_at:%Y-%m-%d}-{message.kind}-{message.id:06d}-{message.recipient}"
+    return [stem + suffix for suffix in (".txt", ".html", ".eml")]
+
+
+def test_written_files_are_marked_sent_a_claimed_batch_at_a_time_not_one_commit_each(
+        store: Store, tmp_path: Path, backoff: Sleeps) -> None:
+    """A file written twice is the same file, so no `sending` mark precedes it: the cost in
+    commits is per claimed batch (its claim and its sent mark), not per message."""
+    queued = queue_plain(store.db, 2 * CLAIM + 5)
+    commits: list[object] = []
+
+    def count(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(store.db.engine, "commit", count)
+    try:
+        result = drain(store.db, FileTransport(tmp_path / "out"), sleep=backoff)
+    finally:
+        event.remove(store.db.engine, "commit", count)
+
+    assert (result.sent, result.failed, result.left) == (len(queued), 0, 0)
+    batches = 3  # each costs a claim and a sent mark; the run itself adds a few (the last,
+    # empty claim, recovery, giving back, the sender's registration): not one per message
+    assert len(commits) <= 2 * batches + 6 < len(queued), len(commits)
+    assert [(m.status, m.attempts, m.claimant, m.error) for m in outbox.messages(store.db)] == [
+        ("sent", 1, None, None)] * len(queued)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        name for m in queued for name in file_names(m))
+
+
+@pytest.mark.slow
+def test_killing_digest_write_mid_batch_leaves_nothing_unknown_and_the_rerun_writes_it_all(
+        settings: Settings, store: Store, tmp_path: Path) -> None:
+    queued = queue_plain(store.db, 5)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    # The third message's first file is a named pipe: writing it waits for a reader that
+    # never comes, so the writer is stuck there, two messages written, when it is killed.
+    stuck = folder / (file_names(queued[2])[0] + ".part")
+    os.mkfifo(stuck)
+    env = {**tracker_env(settings, free_port(), tmp_path), "TRACKER_SMTP_HOST": ""}
+    victim = start_tracker(env, "digest", "--write", str(folder), cwd=tmp_path)
+    written = [folder / name for message in queued[:2] for name in file_names(message)]
+    try:
+        wait_for(lambda: still_running(victim, tmp_path) and all(p.exists() for p in written),
+                 timeout=60, what="the first two messages' files")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=15)
+    finally:
+        kill(victim)
+    first_bytes = {path.name: path.read_bytes() for path in written}
+    first_files = {path.name: path.stat().st_ino for path in written}
+    # Written, not yet marked: still queued, held by the dead writer; none 'sending'.
+    assert [(m.status, m.attempts) for m in outbox.messages(store.db)] == [("queued", 0)] * 5
+    stuck.unlink()
+
+    rerun = run_tracker(env, "digest", "--write", str(folder), cwd=tmp_path)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert "5 written, 0 failed, 0 unknown, 0 still queued" in rerun.stdout
+    assert "interrupted" not in rerun.stderr
+    assert [(m.status, m.attempts) for m in outbox.messages(store.db)] == [("sent", 1)] * 5
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        name for m in queued for name in file_names(m))  # no half-written file left
+    assert {p.name: p.read_bytes() for p in written} == first_bytes  # the same bytes,
+    assert all(p.stat().st_ino != first_files[p.name] for p in written)  # written again
+    for message in queued:
+        assert (folder / file_names(message)[2]).read_bytes() == message.message
 
 
 # --- one sender at a time -----------------------------------------------------------------------

@@ -36,9 +36,11 @@ NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 SECRET = "x" * 32
 
 
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as box:
+@pytest.fixture(params=[False, True], ids=["lockstep", "pipelining"])
+def mailbox(request: pytest.FixtureRequest) -> Iterator[Mailbox]:
+    """A server that offers PIPELINING or not: connections and senders share out the work
+    the same way."""
+    with smtp_server(mailbox=Mailbox(pipelining=request.param)) as box:
         yield box
 
 
@@ -49,7 +51,7 @@ def draft(n: int) -> outbox.Draft:
                f"Subject: Myositis trials: {n}\r\n\r\nDigest {n}\r\n").encode()
     return outbox.Draft(kind=MessageKind.DIGEST, key=f"digest.{n}", recipient=recipient,
                         subject=f"Myositis trials: {n}", message_id=message_id,
-                        message=message, text_body=f"Digest {n}", html_body="")
+                        message=message)
 
 
 def queue(db: Database, count: int) -> set[str]:
@@ -112,6 +114,23 @@ def test_a_claim_takes_only_unclaimed_messages_and_skips_rows_being_claimed(
     assert {m.claimant for m in outbox.messages(db) if m.id in taken} == {11, 12}
     assert outbox.unclaimed(db, scope) == 2
     assert outbox.give_back(db, 11) == 2 and outbox.unclaimed(db, scope) == 4
+
+
+def test_one_commit_marks_the_next_message_sending_and_the_last_one_sent(
+        store: Store) -> None:
+    db = store.db
+    queue(db, 3)
+    first, second, third = outbox.claim(db, 31, outbox.Scope(), 3)
+    assert first.id is not None and second.id is not None
+    outbox.begin_sending(db, first.id)
+
+    outbox.begin_sending(db, second.id, sent=[first.id], now=NOW)
+
+    found = {m.id: (m.status, m.attempts, m.sent_at, m.claimant, m.error)
+             for m in outbox.messages(db)}
+    assert found == {first.id: (MessageStatus.SENT, 1, NOW, None, None),
+                     second.id: (MessageStatus.SENDING, 1, None, 31, None),
+                     third.id: (MessageStatus.QUEUED, 0, None, 31, None)}
 
 
 def test_recovery_touches_only_the_messages_of_a_sender_that_is_gone(store: Store) -> None:

@@ -20,7 +20,7 @@ from tests.conftest import all_studies, updated
 from tests.fakeapi import Registry
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient
-from tracker.matching import describe, distance_km, is_due, is_patient_change, wants
+from tracker.matching import Wish, describe, distance_km, is_due, is_patient_change, wants
 from tracker.models import ChangeEvent, Study, Subscriber
 from tracker.store import Store
 from tracker.subscribers import Preferences
@@ -387,3 +387,17 @@ def test_rows_from_before_served_at_count_from_their_last_digest() -> None:
     assert not is_due(sub, at(UTC, 2026, 12, 6, 23), UTC, 0)
     assert is_due(sub, at(UTC, 2026, 12, 7, 0), UTC, 0)
 
+
+
+def test_subscribers_who_chose_the_same_filters_share_one_wish() -> None:
+    base = subscriber(subtypes=("dermatomyositis",), countries=("France",), near=PARIS)
+    other_reader = base.model_copy(update={"id": 2, "email": "ana@example.org",
+                                           "cadence": "daily", "near_label": "Paris, France"})
+    wider = base.model_copy(update={"radius_km": 500.0})
+    shouting = base.model_copy(update={"countries": "FRANCE"})  # countries compare uncased
+
+    assert Wish.of(other_reader) == Wish.of(base) == Wish.of(shouting)
+    assert hash(Wish.of(other_reader)) == hash(Wish.of(base))
+    assert Wish.of(wider) != Wish.of(base)
+    assert Wish.of(base.model_copy(update={"changes": "all"})) != Wish.of(base)
+    assert Wish.of(base.model_copy(update={"children": True})) != Wish.of(base)

@@ -143,7 +143,7 @@ def test_an_empty_database_is_upgraded_to_the_models(engine: Engine,
     assert upgrade(engine) == (None, head())
 
     assert state(engine) is SchemaState.CURRENT
-    assert current(engine) == head() == "0008"
+    assert current(engine) == head() == "0009"
     assert differences(engine) == []
     assert capfd.readouterr() == ("", "")  # Alembic neither prints nor sets up logging output
 
@@ -248,6 +248,24 @@ def test_0006_dates_every_event_and_fills_the_new_study_facts_from_the_records(
         {"week", "first_written_at", "last_written_at", "last_event_id"}
 
 
+def test_0009_keeps_every_study_with_its_fingerprint_unknown(engine: Engine) -> None:
+    migrate_to(engine, "0008")
+    with engine.begin() as conn:
+        insert(conn, "study", nct_id="NCT00000001", brief_title="Rituximab in myositis",
+               has_results=False, site_count=3, recruiting=False, children=False,
+               content_hash="h" * 64, version_id=1, first_seen_at=FIRST_SEEN,
+               last_changed_at=FIRST_SEEN)
+        # a development database may have one of the columns already: it is looked for first
+        conn.execute(text('ALTER TABLE sync_listing ADD COLUMN "received_hash" VARCHAR(64)'))
+
+    assert upgrade(engine) == ("0008", head())
+
+    assert differences(engine) == []
+    with engine.connect() as conn:
+        study = conn.execute(select(STUDY)).mappings().one()
+    assert (study["content_hash"], study["received_hash"]) == ("h" * 64, None)
+
+
 def test_a_second_upgrade_does_nothing(engine: Engine) -> None:
     upgrade(engine)
 
@@ -266,7 +284,7 @@ def test_a_database_from_a_newer_tracker_is_refused_and_left_alone(engine: Engin
 
     url = engine.url.render_as_string(hide_password=True)
     assert str(refused.value) == (f"The database at {url} was upgraded by a newer version of "
-                                  "the tracker (revision 0099); this version knows up to 0008. "
+                                  "the tracker (revision 0099); this version knows up to 0009. "
                                   "Upgrade the tracker.")
     assert current(engine) == "0099"
     assert table_names(engine) == tables

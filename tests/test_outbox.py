@@ -5,6 +5,7 @@ attempt meets is recorded on every message it concerns."""
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ def db(database_url: str) -> Iterator[Database]:
 def draft(key: str, recipient: str = "pat@example.org", **extra: object) -> outbox.Draft:
     return outbox.Draft(kind=MessageKind.DIGEST, key=key, recipient=recipient,
                         subject="Myositis trials: 1 update", message_id=f"<{key}@example.org>",
-                        message=b"Subject: x\r\n\r\nx\r\n", text_body="x", html_body="<p>x</p>",
+                        message=b"Subject: x\r\n\r\nx\r\n",
                         **extra)  # type: ignore[arg-type]
 
 
@@ -174,4 +175,29 @@ def test_the_message_is_stored_once_compressed_and_its_bodies_read_back_from_it(
 
     [row] = outbox.messages(db)
     assert row.message == message and len(row.content) < len(message)
+    assert row.content.startswith(b"\x28\xb5\x2f\xfd")  # zstd
     assert (row.text_body, row.html_body) == ("Hôpital", "<p>x</p>")
+
+
+def test_each_serving_gets_the_id_of_its_own_message(db: Database) -> None:
+    people = [subscribers.subscribe(db, f"reader{n}@example.org", Preferences(), confirmed=True,
+                                    now=NOW)[0] for n in range(6)]
+    servings = [outbox.Serving(outbox.Window(person, 5),
+                               None if n % 3 == 1 else draft(f"digest.{n}.0.5", person.email))
+                for n, person in enumerate(people)]
+
+    results = outbox.queue_digests(db, servings, now=NOW)
+
+    keys = {m.id: m.key for m in outbox.messages(db)}
+    assert [keys.get(r) if isinstance(r, int) else r for r in results] == [
+        "digest.0.0.5", None, "digest.2.0.5", "digest.3.0.5", None, "digest.5.0.5"]
+
+
+def test_a_message_stored_by_zlib_before_is_still_read(db: Database) -> None:
+    message = b"Subject: x\r\n\r\nqueued by tracker 0.1\r\n"
+    outbox.queue(db, draft("digest.1.0.5"), now=NOW)
+    with db.engine.begin() as conn:
+        conn.execute(outbox.OUTBOX.update().values(content=zlib.compress(message)))
+
+    [row] = outbox.messages(db)
+    assert row.content[:1] == b"\x78" and row.message == message

@@ -20,6 +20,7 @@ from tracker.record import (
     content_hash,
     loads,
     may_differ_from_stdlib,
+    received_hash,
     without_noise,
 )
 
@@ -125,3 +126,104 @@ def test_any_value_is_stored_and_read_back_equal(value: Any) -> None:
 def test_the_check_for_the_slower_path_is_the_regular_expression_it_replaced(raw: bytes) -> None:
     """Which records the standard library encodes again decides their hash: it must not move."""
     assert may_differ_from_stdlib(raw) == bool(re.search(rb"\d[eE]|0\.0000|null", raw))
+
+
+# --- received_hash: the same JSON again is the same content, known without reading it -------
+
+def as_received(study: dict[str, Any]) -> bytes:
+    """A record's JSON as the registry sends it: compact, keys in the record's order."""
+    return json.dumps(study, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def with_holder(study: dict[str, Any], holder: Any) -> dict[str, Any]:
+    """A copy of `study` whose derivedSection.miscInfoModule.versionHolder is `holder`."""
+    changed = json.loads(json.dumps(study))
+    derived = changed.get("derivedSection")
+    derived = changed["derivedSection"] = derived if isinstance(derived, dict) else {}
+    misc = derived.get("miscInfoModule")
+    misc = derived["miscInfoModule"] = misc if isinstance(misc, dict) else {}
+    misc["versionHolder"] = holder
+    return changed
+
+
+@pytest.mark.parametrize("path", REAL_RECORDS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_real_record_keeps_its_fingerprint_when_only_its_version_holder_moves(
+        path: Path) -> None:
+    study = with_holder(json.loads(path.read_bytes()), "2026-11-20")
+    raw = as_received(study)
+    moved = as_received(with_holder(study, "2026-11-21"))
+
+    assert received_hash(raw, study) is not None
+    assert received_hash(moved) == received_hash(raw) == received_hash(raw, study)
+    assert content_hash(json.loads(moved)) == content_hash(study)
+
+
+def test_any_other_change_to_the_json_changes_the_fingerprint() -> None:
+    study = with_holder(json.loads(REAL_RECORDS[0].read_bytes()), "2026-11-20")
+    raw = as_received(study)
+    reformatted = json.dumps(study, ensure_ascii=False).encode()  # same content, spaced
+    retitled = as_received({**study, "hasResults": not study.get("hasResults")})
+
+    assert len({received_hash(raw), received_hash(reformatted), received_hash(retitled)}) == 3
+    # the JSON before and after the value must each match, not merely joined
+    assert received_hash(b'{"a":"xy","versionHolder":"1"}') != \
+        received_hash(b'{"a":"x","versionHolder":"y1"}')
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    (b'{"derivedSection":{"miscInfoModule":{"versionHolder":"2026-11-20"}},'
+     b'"protocolSection":{"x":{"versionHolder":"a"}}}', "two keys: which one is noise?"),
+    (b'{"protocolSection":{"x":{"versionHolder":"a"}}}', "not the derived one: it counts"),
+    (b'{"derivedSection":{"miscInfoModule":{"version\\u0048older":"2026-11-20"}},'
+     b'"protocolSection":{"x":{"versionHolder":"a"}}}', "an escape spells the derived key"),
+])
+def test_a_fingerprint_that_could_hide_a_change_is_never_stored(raw: bytes, why: str) -> None:
+    study = json.loads(raw)
+    stored = received_hash(raw, study)
+
+    if stored is not None:  # only the whole JSON, which any change to it would move
+        other = raw.replace(b'"a"', b'"b"')
+        assert received_hash(other) != stored, why
+
+
+json_objects = st.dictionaries(st.sampled_from(["a", "versionHolder", "derivedSection"]),
+                               json_values, max_size=3)
+holders = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12)
+# What the registry writes there ("2026-11-20"): plain text, nothing to escape.
+plain_holders = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E,
+                                      blacklist_characters='"\\'), max_size=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_objects, json_objects | json_objects.map(lambda o: {"derivedSection": o}),
+       st.none() | holders, st.none() | holders)
+def test_equal_fingerprints_mean_equal_content(first: dict[str, Any], second: dict[str, Any],
+                                               holder: str | None, other: str | None) -> None:
+    """Whatever two records are, if the fingerprint stored for one is the fingerprint of the
+    other's JSON, their content hashes are equal."""
+    records = [first if holder is None else with_holder(first, holder),
+               second if other is None else with_holder(second, other)]
+    try:
+        raws = [as_received(record) for record in records]
+    except UnicodeEncodeError:  # a lone surrogate: the registry sends UTF-8
+        return
+    stored = received_hash(raws[0], json.loads(raws[0]))
+    if stored is not None and stored == received_hash(raws[1]):
+        assert content_hash(json.loads(raws[1])) == content_hash(json.loads(raws[0]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["a", "b", "derivedSection"]), json_values, max_size=3),
+       plain_holders, plain_holders)
+def test_a_moved_version_holder_keeps_any_stored_fingerprint(record: dict[str, Any],
+                                                             holder: str, other: str) -> None:
+    try:
+        raw = as_received(with_holder(record, holder))
+        moved = as_received(with_holder(record, other))
+    except UnicodeEncodeError:
+        return
+    stored = received_hash(raw, json.loads(raw))
+
+    assert stored is None or received_hash(moved) == stored
+    if b"\\u00" not in raw:  # no letter escaped: the version holder is surely the derived one
+        assert stored is not None

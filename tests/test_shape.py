@@ -25,7 +25,7 @@ from tests.conftest import all_studies, load_study, updated
 from tracker.diff import diff, new_study
 from tracker.plain import explain
 from tracker.record import content_hash, summarise
-from tracker.shape import clean, problems
+from tracker.shape import clean, every_problem, has_shape, problems
 from tracker.tags import Tagger, columns, results_overdue
 from tracker.vocabulary import load_vocabulary
 
@@ -73,6 +73,7 @@ def edited(study: Study, path: str, value: Any) -> Study:
                          ids=[name for name, _ in real_records()])
 def test_every_real_record_has_no_problems(name: str, record: Any) -> None:
     assert problems(record) == []
+    assert has_shape(record)  # cleared in C, without the walk
 
 
 SITE = "protocolSection.contactsLocationsModule.locations"
@@ -84,6 +85,7 @@ STATUS = "protocolSection.statusModule"
     (SITE, {"facility": "Asan Medical Center"}, "locations is not a list"),
     (SITE + ".0", None, "locations[0] is not an object"),
     (SITE + ".0.geoPoint.lat", "37.566", "locations[0].geoPoint.lat is not a number"),
+    (SITE + ".0.geoPoint.lat", True, "locations[0].geoPoint.lat is not a number"),
     (SITE + ".0.geoPoint.lon", DELETED, "locations[0].geoPoint.lon is missing"),
     (SITE + ".0.geoPoint", [37.566, 126.9784], "locations[0].geoPoint is not an object"),
     (SITE + ".0.country", ["South Korea"], "locations[0].country is not text"),
@@ -101,6 +103,8 @@ STATUS = "protocolSection.statusModule"
                                                      "such as 2026, 2026-11 or 2026-11-05"),
     (STATUS + ".startDateStruct.date", "2009-13", "startDateStruct.date is not a date such "
                                                   "as 2026, 2026-11 or 2026-11-05"),
+    (STATUS + ".startDateStruct.date", "2009-04\n", "startDateStruct.date is not a date "
+                                                    "such as 2026, 2026-11 or 2026-11-05"),
     (STATUS + ".completionDateStruct.type", ["ACTUAL"], "completionDateStruct.type is not "
                                                         "text"),
     (STATUS + ".startDateStruct.type", 1, "startDateStruct.type is not text"),
@@ -123,6 +127,8 @@ STATUS = "protocolSection.statusModule"
     ("protocolSection.designModule.enrollmentInfo.count", "74",
      "enrollmentInfo.count is not a whole number"),
     ("protocolSection.designModule.enrollmentInfo.count", True,
+     "enrollmentInfo.count is not a whole number"),
+    ("protocolSection.designModule.enrollmentInfo.count", 74.0,
      "enrollmentInfo.count is not a whole number"),
     ("protocolSection.designModule.enrollmentInfo", 74, "enrollmentInfo is not an object"),
     ("protocolSection.eligibilityModule.minimumAge", "18", 'minimumAge is not an age such as '
@@ -158,7 +164,10 @@ STATUS = "protocolSection.statusModule"
 ])
 def test_each_malformed_field_is_named_in_one_phrase(path: str, value: Any,
                                                      phrase: str | None) -> None:
-    assert problems(edited(load_study(BASE), path, value)) == ([phrase] if phrase else [])
+    study = edited(load_study(BASE), path, value)
+
+    assert problems(study) == ([phrase] if phrase else [])
+    assert has_shape(study) is (phrase is None)
 
 
 @pytest.mark.parametrize("path", [
@@ -310,6 +319,17 @@ def test_the_readers_take_every_record_problems_accepts(pair: tuple[Study, Study
     for old, new in ((original, changed), (changed, original)):
         for change in diff(old, new):
             explain(change, old, new)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(changed_records())
+def test_the_check_in_c_and_the_walk_give_the_same_verdict(pair: tuple[Study, Study]) -> None:
+    """has_shape (msgspec) is how problems() clears a sound record without walking it: it may
+    never accept a record the walk would fault, nor fault one the walk accepts."""
+    _, changed = pair
+
+    assert has_shape(changed) is (every_problem(changed) == [])
+    assert problems(changed) == every_problem(changed)
 
 
 @settings(max_examples=300, deadline=None, database=None)

@@ -92,6 +92,15 @@ def test_each_real_record_gets_its_subtypes_and_therapy_classes_in_vocabulary_or
     assert therapies(s) == expected_therapies
 
 
+def test_a_tagger_prepared_in_the_background_tags_as_one_built_at_first_use() -> None:
+    prepared = Tagger(VOCABULARY)
+    prepared.prepare()  # compiles in another thread; tagging now waits for it
+    records = [load_study(nct_id) for nct_id in (TOFACITINIB_DM, JDM_REGISTRY, IVIG_DM_PM)]
+
+    assert [prepared.tag(s) for s in records] == [Tagger(VOCABULARY).tag(s) for s in records]
+    prepared.prepare()  # once built, nothing more to do
+
+
 def intervention_names(s: Study) -> list[str]:
     return [i["name"] for i in s["protocolSection"]["armsInterventionsModule"]["interventions"]]
 

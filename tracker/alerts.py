@@ -112,6 +112,5 @@ def _queue_keyed(settings: Settings, db: Database, key: str, subject: str, text:
                          text=text, html=body, message_id=message_id, now=now)
     draft = outbox.Draft(kind=MessageKind.ALERT, key=key,
                          recipient=settings.admin_email, subject=subject,
-                         message_id=message_id, message=msg.as_bytes(), text_body=text,
-                         html_body=body)
+                         message_id=message_id, message=msg.as_bytes())
     return outbox.queue(db, draft, now=now)

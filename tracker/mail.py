@@ -1,14 +1,21 @@
 """Deliver queued messages: over SMTP, or as files when no mail server is configured.
 
 Each SMTP connection serves a whole batch, and a few connections (TRACKER_SMTP_CONNECTIONS)
-run side by side, each in its own thread with its own claimed messages. The standard
-library's smtplib waits for each reply (it does not use PIPELINING).
+run side by side, each in its own thread with its own claimed messages. When the server offers
+PIPELINING (RFC 2920), MAIL FROM, RCPT TO and DATA go out in one write and their replies are
+read after, so a message costs two round trips instead of four; otherwise each reply is
+awaited, as smtplib does. Either way a reply is judged the same.
 
 A temporary refusal (4xx) or a connection lost before the server accepted the message is
 retried with backoff on a fresh connection; a permanent refusal (5xx) marks that message
 failed and the batch goes on; a connection lost after the whole message was handed over,
 while waiting for the server's verdict, leaves the outcome unknown: the message is marked so
 and never resent on its own.
+
+A message goes to a mail server only after its `sending` mark is committed, so a crash can
+never send it twice. Files are different: writing a message's files again replaces them with
+the same bytes, so a file transport (`idempotent`) skips that mark and its messages are marked
+sent a claimed batch at a time; after a crash, the unmarked ones are simply written again.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from tracker.errors import (
     Unreachable,
 )
 from tracker.lock import sender
+from tracker.mime import bodies
 from tracker.models import MessageKind, MessageStatus, OutboxMessage
 
 SEND_ATTEMPTS = 4
@@ -45,6 +53,9 @@ BACKOFF_BASE = 2.0
 
 class Transport(Protocol):
     kinds: tuple[MessageKind, ...] | None  # the message kinds it delivers (None: all)
+    # Delivering a message again does no harm (see the module's docstring). A transport
+    # without this attribute is taken for a mail server.
+    idempotent: bool
 
     def open(self) -> None: ...
     def ensure_open(self) -> None: ...
@@ -53,17 +64,67 @@ class Transport(Protocol):
 
 
 class _Tracked:
-    """smtplib's DATA step, noting when the whole message has left (stdlib's logic)."""
+    """smtplib's MAIL, RCPT and DATA steps for one message, pipelined when the server offers
+    it, noting when the whole message has left (`awaiting_verdict`): a connection lost after
+    that leaves the outcome unknown, one lost before is a failure to retry."""
 
     awaiting_verdict = False
 
-    def data(self, msg: Any) -> tuple[int, bytes]:
+    def transaction(self, sender: str, recipient: str, msg: bytes) -> tuple[int, bytes]:
+        """Hand `msg` over for `recipient`. Returns the reply that decides: the first refusal
+        (of MAIL, RCPT or DATA), else the server's verdict on the message. Raises
+        SMTPServerDisconnected (an OSError) if the connection is lost before that reply."""
         smtp: Any = self
         self.awaiting_verdict = False
+        smtp.ehlo_or_helo_if_needed()
+        if smtp.has_extn("pipelining"):
+            return self._pipelined(sender, recipient, msg)
+        code, reply = smtp.mail(sender)
+        if code != 250:
+            return code, reply
+        code, reply = smtp.rcpt(recipient)
+        if code not in (250, 251):
+            return code, reply
         smtp.putcmd("data")
         code, reply = smtp.getreply()
         if code != 354:
-            raise smtplib.SMTPDataError(code, reply)
+            return code, reply
+        return self._content(msg)
+
+    def _pipelined(self, sender: str, recipient: str, msg: bytes) -> tuple[int, bytes]:
+        """MAIL, RCPT and DATA in one write (DATA last, as RFC 2920 requires), then their
+        replies in order. The message itself goes only after a 354 that follows two
+        acceptances; once a command is refused, the replies still owed are read (or the
+        connection is found closed) so the next message starts in step."""
+        smtp: Any = self
+        group = [f"MAIL FROM:{smtplib.quoteaddr(sender)}",
+                 f"RCPT TO:{smtplib.quoteaddr(recipient)}", "DATA"]
+        if any("\r" in command or "\n" in command for command in group):
+            raise ValueError(f"a line break in an SMTP command: {group!r}")  # as smtplib's
+        smtp.send("".join(f"{command}\r\n" for command in group))
+        refusal: tuple[int, bytes] | None = None
+        for accepted in ((250,), (250, 251), (354,)):
+            try:
+                code, reply = smtp.getreply()
+            except smtplib.SMTPException:
+                if refusal is None:
+                    raise
+                return refusal  # the server closed after refusing (a 421): the refusal stands
+            if refusal is None and code not in accepted:
+                refusal = code, reply
+        if refusal is None:
+            return self._content(msg)
+        if code == 354:
+            # DATA accepted though MAIL or RCPT was refused: RFC 2920 (3.1) has the client
+            # end it with an empty message, which the server must not deliver.
+            with contextlib.suppress(smtplib.SMTPException):
+                smtp.send(b".\r\n")
+                smtp.getreply()
+        return refusal
+
+    def _content(self, msg: bytes) -> tuple[int, bytes]:
+        """After a 354: the message, dot-stuffed, then the server's verdict (stdlib's logic)."""
+        smtp: Any = self
         payload = smtplib._quote_periods(msg)  # type: ignore[attr-defined]
         if payload[-2:] != b"\r\n":
             payload += b"\r\n"
@@ -88,6 +149,7 @@ class SmtpTransport:
     connection: Any = None
     tls_context: ssl.SSLContext | None = None  # default: the system's trusted certificates
     kinds: tuple[MessageKind, ...] | None = tuple(MessageKind)
+    idempotent: bool = False  # a message handed over twice is received twice
 
     def ensure_open(self) -> None:
         if self.connection is None:
@@ -121,14 +183,7 @@ class SmtpTransport:
         conn = self.connection
         sender = parseaddr(self.settings.mail_from)[1]
         try:
-            conn.ehlo_or_helo_if_needed()
-            code, reply = conn.mail(sender)
-            if code == 250:
-                code, reply = conn.rcpt(message.recipient)
-            if code in (250, 251):
-                code, reply = conn.data(message.message)
-        except smtplib.SMTPDataError as error:  # before OSError: SMTPException subclasses it
-            code, reply = error.smtp_code, error.smtp_error
+            code, reply = conn.transaction(sender, message.recipient, message.message)
         except (OSError, smtplib.SMTPServerDisconnected) as error:
             verdict_pending = getattr(conn, "awaiting_verdict", False)
             with contextlib.suppress(OSError):
@@ -143,7 +198,9 @@ class SmtpTransport:
         text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
         try:
             conn.rset()
-        except (OSError, smtplib.SMTPException):
+        except (OSError, smtplib.SMTPException):  # gone, as after a 421: the next one reconnects
+            with contextlib.suppress(OSError):
+                conn.close()
             self.connection = None
         if 400 <= code < 500:
             raise TransientSendError(f"The mail server said {code} {text}")
@@ -169,6 +226,7 @@ class FileTransport:
     folder: Path
     written: list[Path] = field(default_factory=list)
     kinds: tuple[MessageKind, ...] | None = None
+    idempotent: bool = True  # writing a message again replaces its files with the same bytes
 
     def ensure_open(self) -> None:
         pass
@@ -190,8 +248,9 @@ class FileTransport:
         (TransientSendError, or Unreachable when the next message would fail the same way)."""
         stem = f"{message.created_at:%Y-%m-%d}-{message.kind}-{message.id:06d}"
         safe = "".join(c if c.isalnum() or c in "@._-" else "_" for c in message.recipient)
-        for suffix, data in ((".txt", message.text_body.encode()),
-                             (".html", message.html_body.encode()), (".eml", message.message)):
+        eml = message.message
+        text, html = bodies(eml)
+        for suffix, data in ((".txt", text.encode()), (".html", html.encode()), (".eml", eml)):
             target = self.folder / f"{stem}-{safe}{suffix}"
             part = target.with_name(target.name + ".part")
             try:
@@ -323,6 +382,20 @@ def _work_together(run: _Run, transports: Sequence[Transport]) -> str | None:
     return refusals[0] if len(refusals) == len(transports) else None
 
 
+@dataclass
+class _Delivered:
+    """Messages delivered and not yet marked sent. Over SMTP the mark rides on the next
+    message's `sending` commit; for an idempotent transport, which makes no `sending` mark,
+    the mark also counts the attempt and is made once per claimed batch."""
+
+    idempotent: bool
+    ids: list[int] = field(default_factory=list)
+
+    def mark_sent(self, db: Database) -> None:
+        outbox.mark_sent(db, self.ids, attempted=self.idempotent)
+        self.ids.clear()
+
+
 def _work(run: _Run, transport: Transport) -> str | None:
     """Deliver claimed batches over one connection until nothing is left to claim or the run
     is over. Returns why the connection could not be opened (then nothing was claimed)."""
@@ -330,7 +403,7 @@ def _work(run: _Run, transport: Transport) -> str | None:
         transport.open()
     except SendError as error:
         return str(error)
-    sent: list[int] = []  # delivered, marked sent with the next commit
+    delivered = _Delivered(getattr(transport, "idempotent", False))
     try:
         while not run.over():
             batch = outbox.claim(run.db, run.number, run.scope, CLAIM)
@@ -342,22 +415,26 @@ def _work(run: _Run, transport: Transport) -> str | None:
                         outbox.failed_attempt(run.db, [m.id for m in batch[number:]
                                                        if m.id is not None], run.gone)
                     break
-                run.record(_deliver_one(run.db, transport, message, run.sleep, sent), message)
+                run.record(_deliver_one(run.db, transport, message, run.sleep, delivered),
+                           message)
+            if delivered.idempotent:
+                delivered.mark_sent(run.db)
     finally:
-        outbox.mark_sent(run.db, sent)
+        delivered.mark_sent(run.db)
         transport.close()
     return None
 
 
 def _deliver_one(db: Database, transport: Transport, message: OutboxMessage,
-                 sleep: Callable[[float], None], sent: list[int]) -> str:
+                 sleep: Callable[[float], None], delivered: _Delivered) -> str:
     """One message, with retries: "sent", "failed", "unknown", "left" (refused for now) or
     "unreachable" (no connection could be made: the batch should stop). Every attempt is
     counted on the message, with the reason when it failed. A delivered message's id is
-    added to `sent`, to be marked sent with the next commit (`outbox.begin_sending`)."""
+    added to `delivered`, to be marked sent with a later commit."""
     assert message.id is not None
     error = ""
     unreachable = False
+    counted = delivered.idempotent  # no `sending` mark counts the attempt: count it here
     for attempt in range(SEND_ATTEMPTS):
         try:
             transport.ensure_open()  # before 'sending': a failed connect hands nothing over
@@ -366,36 +443,38 @@ def _deliver_one(db: Database, transport: Transport, message: OutboxMessage,
             outbox.failed_attempt(db, [message.id], str(failure))
             if isinstance(failure, PermanentSendError) or attempt == SEND_ATTEMPTS - 1:
                 return "unreachable"
-            _backoff(attempt, db, sent, sleep)
+            _backoff(attempt, db, delivered, sleep)
             continue
         try:
-            outbox.begin_sending(db, message.id, sent=sent)
-            sent.clear()
+            if not delivered.idempotent:
+                outbox.begin_sending(db, message.id, sent=delivered.ids)
+                delivered.ids.clear()
             transport.deliver(message)
         except TransientSendError as failure:
             error = str(failure)
             unreachable = isinstance(failure, Unreachable)
-            outbox.mark(db, message.id, MessageStatus.QUEUED, error=error)
+            outbox.mark(db, message.id, MessageStatus.QUEUED, error=error, attempt=counted)
             if attempt < SEND_ATTEMPTS - 1:
-                _backoff(attempt, db, sent, sleep)
+                _backoff(attempt, db, delivered, sleep)
             continue
         except PermanentSendError as failure:
             message.error = str(failure)
-            outbox.mark(db, message.id, MessageStatus.FAILED, error=str(failure))
+            outbox.mark(db, message.id, MessageStatus.FAILED, error=str(failure),
+                        attempt=counted)
             return "failed"
         except UnknownOutcome as failure:
-            outbox.mark(db, message.id, MessageStatus.UNKNOWN, error=str(failure))
+            outbox.mark(db, message.id, MessageStatus.UNKNOWN, error=str(failure),
+                        attempt=counted)
             return "unknown"
-        sent.append(message.id)
+        delivered.ids.append(message.id)
         return "sent"
     message.error = error
     return "unreachable" if unreachable else "left"
 
 
-def _backoff(attempt: int, db: Database, sent: list[int],
+def _backoff(attempt: int, db: Database, delivered: _Delivered,
              sleep: Callable[[float], None]) -> None:
-    outbox.mark_sent(db, sent)  # not left waiting on the sleep
-    sent.clear()
+    delivered.mark_sent(db)  # not left waiting on the sleep
     delay = BACKOFF_BASE * 2 ** attempt
     sleep(delay / 2 + random.random() * delay / 2)
 

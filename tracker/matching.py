@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from functools import lru_cache
 
@@ -41,32 +42,77 @@ def is_patient_change(event: ChangeEvent) -> bool:
 
 
 def wants(subscriber: Subscriber, study: Study | None, event: ChangeEvent) -> bool:
-    if subscriber.changes == ChangeSet.PATIENT and not is_patient_change(event):
-        return False
-    if study is None or not study.subtypes:
-        return False  # a study with no kind of myositis (a look-alike) is never announced
-    if subscriber.subtypes and not _overlap(subscriber.subtypes, study.subtypes):
-        return False
-    if subscriber.therapies and not _overlap(subscriber.therapies, study.therapies):
-        return False
-    if subscriber.children and not study.children:
-        return False
-    if subscriber.recruiting_only and not (study.recruiting or _closed_recruitment(event)):
-        return False
-    if subscriber.countries:
-        # Recruiting-only looks at recruiting sites, except for news of recruitment closing:
-        # by then no site recruits, and the trial's countries say whether it is news here.
-        where = study.recruiting_countries if subscriber.recruiting_only and study.recruiting \
-            else study.countries
-        if not _overlap(subscriber.countries.casefold(), (where or "").casefold()):
+    found = Facts.of(study, event)
+    return found is not None and Wish.of(subscriber).accepts(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What `wants` reads of one change and its study, read once: a digest run asks about
+    the same changes for every subscriber."""
+
+    patient: bool  # `is_patient_change`
+    subtypes: frozenset[str]
+    therapies: frozenset[str]
+    children: bool
+    recruiting: bool
+    closes_recruitment: bool
+    countries: frozenset[str]  # casefolded
+    recruiting_countries: frozenset[str]  # casefolded
+    site_points: str | None
+
+    @classmethod
+    def of(cls, study: Study | None, event: ChangeEvent) -> Facts | None:
+        """None for a study with no kind of myositis (a look-alike): it is never announced."""
+        if study is None or not study.subtypes:
+            return None
+        return cls(is_patient_change(event), _tags(study.subtypes), _tags(study.therapies),
+                   bool(study.children), bool(study.recruiting), _closed_recruitment(event),
+                   _folded(study.countries), _folded(study.recruiting_countries),
+                   study.site_points)
+
+
+@dataclass(frozen=True, slots=True)
+class Wish:
+    """What a subscriber asked for, as `accepts` compares it. Two subscribers with equal
+    wishes want the same changes, so a digest run decides once for both."""
+
+    patient_only: bool
+    subtypes: frozenset[str]
+    therapies: frozenset[str]
+    children: bool
+    recruiting_only: bool
+    countries: frozenset[str]  # casefolded
+    near: tuple[float, float, float] | None  # latitude, longitude, radius in km
+
+    @classmethod
+    def of(cls, subscriber: Subscriber) -> Wish:
+        s = subscriber
+        near = (s.near_lat, s.near_lon, s.radius_km or DEFAULT_RADIUS_KM) \
+            if s.near_lat is not None and s.near_lon is not None else None
+        return cls(s.changes == ChangeSet.PATIENT, _tags(s.subtypes), _tags(s.therapies),
+                   bool(s.children), bool(s.recruiting_only), _folded(s.countries), near)
+
+    def accepts(self, facts: Facts) -> bool:
+        if self.patient_only and not facts.patient:
             return False
-    if subscriber.near_lat is not None and subscriber.near_lon is not None:
-        radius = subscriber.radius_km or DEFAULT_RADIUS_KM
-        points = _points(study.site_points)
-        if not any(distance_km(subscriber.near_lat, subscriber.near_lon, lat, lon) <= radius
-                   for lat, lon in points):
+        if self.subtypes and self.subtypes.isdisjoint(facts.subtypes):
             return False
-    return True
+        if self.therapies and self.therapies.isdisjoint(facts.therapies):
+            return False
+        if self.children and not facts.children:
+            return False
+        if self.recruiting_only and not (facts.recruiting or facts.closes_recruitment):
+            return False
+        if self.countries:
+            # Recruiting-only looks at recruiting sites, except for news of recruitment
+            # closing: by then no site recruits, and the trial's countries say whether it is
+            # news here.
+            where = facts.recruiting_countries if self.recruiting_only and facts.recruiting \
+                else facts.countries
+            if self.countries.isdisjoint(where):
+                return False
+        return self.near is None or _near(*self.near, facts.site_points)
 
 
 def is_due(subscriber: Subscriber, now: datetime, timezone: tzinfo, weekly_day: int) -> bool:
@@ -161,10 +207,6 @@ def digest_day_name(subscriber: Subscriber, weekly_day: int | None) -> str | Non
     return None if day is None else WEEKDAYS[day].capitalize()
 
 
-def _overlap(wanted: str, have: str | None) -> bool:
-    return bool(set(split_list(wanted)) & set(split_list(have)))
-
-
 def _closed_recruitment(event: ChangeEvent) -> bool:
     return event.kind == ChangeKind.STATUS and event.field == "overallStatus" and \
         _loads(event.old_value) == "RECRUITING"
@@ -175,6 +217,24 @@ def _closed_recruitment(event: ChangeEvent) -> bool:
 @lru_cache(maxsize=4096)
 def _loads(value: str | None) -> object:
     return json.loads(value) if value else None
+
+
+@lru_cache(maxsize=4096)
+def _tags(joined: str | None) -> frozenset[str]:
+    return frozenset(split_list(joined))
+
+
+@lru_cache(maxsize=4096)
+def _folded(joined: str | None) -> frozenset[str]:
+    """Countries compared without case."""
+    return frozenset(split_list((joined or "").casefold()))
+
+
+@lru_cache(maxsize=65536)
+def _near(lat: float, lon: float, radius: float, site_points: str | None) -> bool:
+    """Whether any of a study's sites lies within `radius` km of the point."""
+    return any(distance_km(lat, lon, site_lat, site_lon) <= radius
+               for site_lat, site_lon in _points(site_points))
 
 
 @lru_cache(maxsize=4096)

@@ -16,13 +16,14 @@ The words stored in status and kind columns are `StrEnum`s here, so code compare
 
 from __future__ import annotations
 
-import email
-import zlib
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from sqlalchemy import Column, Index, Integer, LargeBinary, Text
 from sqlmodel import Field, SQLModel
+
+from tracker.mime import bodies
+from tracker.packed import unpack
 
 
 class RunStatus(StrEnum):
@@ -145,6 +146,10 @@ class Study(SQLModel, table=True):
     vocabulary: str | None = Field(default=None, max_length=16)
 
     content_hash: str = Field(max_length=64)
+    # record.received_hash of the JSON this content hash was computed from: the same JSON
+    # again (its versionHolder aside) is the same content, known without reading it. None
+    # when unknown (rows from before it was kept) or not trusted for this JSON.
+    received_hash: str | None = Field(default=None, max_length=64)
     version_id: int | None = None
     first_seen_at: datetime
     last_changed_at: datetime
@@ -290,7 +295,7 @@ class OutboxMessage(SQLModel, table=True):
     # same digest or alert is never queued twice; the Message-ID itself is random.
     key: str | None = Field(default=None, sa_column=Column(Text))
     message_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
-    # The e-mail as handed to the server, zlib-compressed: the one stored form. The text and
+    # The e-mail as handed to the server, compressed (`packed`): the one stored form. The text and
     # HTML bodies are read back out of it (`text_body`, `html_body`), not stored again.
     content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     status: str = Field(default=MessageStatus.QUEUED, index=True)
@@ -307,7 +312,7 @@ class OutboxMessage(SQLModel, table=True):
     @property
     def message(self) -> bytes:
         """The e-mail's bytes, exactly as queued."""
-        return zlib.decompress(self.content)
+        return unpack(self.content)
 
     @property
     def text_body(self) -> str:
@@ -319,15 +324,10 @@ class OutboxMessage(SQLModel, table=True):
 
 
 def _body(message: bytes, subtype: str) -> str:
-    """One body of a queued e-mail, as it was rendered ("" if it has none). Read with the
-    compat32 parser: it leaves headers unparsed, which makes it many times faster."""
-    for part in email.message_from_bytes(message).walk():
-        if part.get_content_type() == f"text/{subtype}":
-            payload = part.get_payload(decode=True)
-            assert isinstance(payload, bytes)
-            text = payload.decode(part.get_content_charset() or "ascii")
-            return text.replace("\r\n", "\n")
-    return ""
+    """One body of a queued e-mail, as it was rendered ("" if it has none): what the `email`
+    parser reads, found without parsing the whole message (`mime.bodies`)."""
+    text, html = bodies(message)
+    return text if subtype == "plain" else html
 
 
 class UsedToken(SQLModel, table=True):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 
@@ -21,7 +21,7 @@ from tracker import digest as render
 from tracker import outbox, runs, subscribers
 from tracker.config import Settings
 from tracker.errors import WindowMoved
-from tracker.matching import is_due
+from tracker.matching import Facts, Wish, is_due
 from tracker.models import ChangeEvent, MessageKind, RunStatus, Study, Subscriber, SyncRun
 from tracker.staging import Staging
 from tracker.store import Store
@@ -109,12 +109,11 @@ def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator
     secret = settings.require_secret() if due and not dry_run \
         else (settings.secret_key or "dry-run")
     changes = Changes.since(store, min((s.last_event_id for s in due), default=0)) if due \
-        else Changes([], {})
+        else Changes([], {}, [])
+    plans, letters = _Plans(changes), render.Letters(settings, renderer, fresh, now)
     for start in range(0, len(due), SERVE_BATCH):
-        servings: list[tuple[outbox.Serving, Planned | None]] = []
-        for subscriber in due[start:start + SERVE_BATCH]:
-            servings.append(_subscriber_digest(settings, changes, renderer, fresh, subscriber,
-                                               secret, now, dry_run))
+        servings = [_subscriber_digest(settings, plans, letters, subscriber, secret, dry_run)
+                    for subscriber in due[start:start + SERVE_BATCH]]
         outcomes = [None] * len(servings) if dry_run else outbox.queue_digests(
             store.db, [serving for serving, _ in servings], now=now)
         for (_, planned), outcome in zip(servings, outcomes, strict=True):
@@ -138,54 +137,77 @@ def prepare_digests(settings: Settings, store: Store, now: datetime, *, operator
 
 @dataclass(frozen=True)
 class Changes:
-    """The change events after some window (oldest first) and the studies they concern."""
+    """The change events after some window (oldest first), the studies they concern, and
+    what matching reads of each event (`Facts`, in the same order)."""
 
     events: list[ChangeEvent]
     studies: dict[str, Study]
+    facts: list[Facts | None] = field(default_factory=list)
 
     @classmethod
     def since(cls, store: Store, after_id: int) -> Changes:
         events = store.events_after(after_id)
-        return cls(events, store.studies(e.nct_id for e in events))
+        studies = store.studies(e.nct_id for e in events)
+        return cls(events, studies, [Facts.of(studies.get(e.nct_id), e) for e in events])
 
-    def after(self, event_id: int) -> list[ChangeEvent]:
-        """The events after `event_id`, as `Store.events_after(event_id)` reads them."""
-        return self.events[bisect_right(self.events, event_id, key=lambda e: e.id or 0):]
+    def after(self, event_id: int) -> tuple[list[ChangeEvent], list[Facts | None]]:
+        """The events after `event_id`, as `Store.events_after(event_id)` reads them, and
+        their facts."""
+        start = bisect_right(self.events, event_id, key=lambda e: e.id or 0)
+        return self.events[start:], self.facts[start:]
 
 
-def _subscriber_digest(settings: Settings, changes: Changes, renderer: render.Renderer,
-                       fresh: render.Freshness, subscriber: Subscriber, secret: str,
-                       now: datetime, dry_run: bool) -> tuple[outbox.Serving, Planned | None]:
+class _Plans:
+    """Each due subscriber's digest, decided once per window and `Wish`: subscribers who
+    share both want the same changes."""
+
+    def __init__(self, changes: Changes) -> None:
+        self.changes = changes
+        self.decided: dict[tuple[object, ...], tuple[render.Digest | None, int]] = {}
+
+    def digest(self, subscriber: Subscriber) -> tuple[render.Digest | None, int]:
+        """The subscriber's digest (None: nothing new) and where their window moves."""
+        key = (subscriber.last_event_id, Wish.of(subscriber))
+        if key not in self.decided:
+            events, facts = self.changes.after(subscriber.last_event_id)
+            digest = render.plan(subscriber, events, self.changes.studies, facts)
+            end = digest.window_end if digest else \
+                max((e.id or 0 for e in events), default=subscriber.last_event_id)
+            self.decided[key] = (digest, end)
+        digest, end = self.decided[key]
+        if digest is None:
+            return None, end
+        return replace(digest, recipient=subscriber.email, subscriber=subscriber), end
+
+
+def _subscriber_digest(settings: Settings, plans: _Plans, letters: render.Letters,
+                       subscriber: Subscriber, secret: str, dry_run: bool
+                       ) -> tuple[outbox.Serving, Planned | None]:
     """What serving this subscriber writes, and the digest planned (None: nothing new)."""
-    events = changes.after(subscriber.last_event_id)
-    digest = render.plan(subscriber, events, changes.studies)
+    digest, window_end = plans.digest(subscriber)
+    window = outbox.Window(subscriber, window_end)
     if digest is None:
-        window_end = max((e.id or 0 for e in events), default=subscriber.last_event_id)
-        return outbox.Serving(outbox.Window(subscriber, window_end)), None
+        return outbox.Serving(window), None
     assert subscriber.id is not None
-    serving = outbox.Serving(outbox.Window(subscriber, digest.window_end))
-    token = make(secret, Purpose.UNSUBSCRIBE, subscriber.id, subscriber.email)
-    unsubscribe_url = render.link(settings, "unsubscribe", token)
-    manage_url = render.link(settings, "manage",
-                             make(secret, Purpose.MANAGE, subscriber.id, subscriber.email))
     subject = render.subject(digest)
     planned = Planned(subscriber.email, MessageKind.DIGEST, subject, digest.change_count,
                       len(digest.trials))
     if dry_run:
-        return serving, planned
-    text, html = renderer.digest(digest, fresh, unsubscribe_url, manage_url=manage_url)
+        return outbox.Serving(window), planned
     message_id = render.new_message_id(settings)
-    msg = render.message(settings, recipient=subscriber.email, subject_line=subject, text=text,
-                         html=html, message_id=message_id, now=now,
-                         unsubscribe_url=unsubscribe_url)
+    personal = render.Personal(
+        subscriber.email, message_id,
+        make(secret, Purpose.UNSUBSCRIBE, subscriber.id, subscriber.email),
+        make(secret, Purpose.MANAGE, subscriber.id, subscriber.email),
+        letters.renderer.choices(subscriber))
     draft = outbox.Draft(
         kind=MessageKind.DIGEST,
         key=render.message_key(MessageKind.DIGEST, subscriber.id, subscriber.last_event_id,
                                digest.window_end),
         recipient=subscriber.email, subject=subject, message_id=message_id,
-        message=msg.as_bytes(), text_body=text, html_body=html, subscriber_id=subscriber.id,
+        message=letters.message(digest, subject, personal), subscriber_id=subscriber.id,
         events=digest.change_count, window_end=digest.window_end)
-    return outbox.Serving(serving.window, draft), planned
+    return outbox.Serving(window, draft), planned
 
 
 def _operator_digest(settings: Settings, store: Store, renderer: render.Renderer,
@@ -211,7 +233,7 @@ def _operator_digest(settings: Settings, store: Store, renderer: render.Renderer
         kind=MessageKind.OPERATOR,
         key=render.message_key(MessageKind.OPERATOR, start, digest.window_end),
         recipient=recipient, subject=subject, message_id=message_id, message=msg.as_bytes(),
-        text_body=text, html_body=html, events=digest.change_count,
+        events=digest.change_count,
         window_end=digest.window_end)
     planned.outbox_id = outbox.queue(store.db, draft, now=now)
     return planned
@@ -234,5 +256,5 @@ def queue_confirmation(settings: Settings, store: Store, subscriber: Subscriber,
         kind=MessageKind.CONFIRM,
         key=render.message_key(MessageKind.CONFIRM, subscriber.id, uuid.uuid4().hex),
         recipient=subscriber.email, subject=CONFIRM_SUBJECT, message_id=message_id,
-        message=msg.as_bytes(), text_body=text, html_body=html, subscriber_id=subscriber.id)
+        message=msg.as_bytes(), subscriber_id=subscriber.id)
     return outbox.queue(store.db, draft, now=now)

@@ -5,8 +5,9 @@ transaction that advances its subscriber's window (`queue` with a `Window`), so 
 either queued and its changes marked as covered, or neither. A sender then moves each message
 queued -> sending -> sent, committing each step; a message found still sending when a sender
 starts was in the hands of a process that died, so its outcome is unknown and it is not sent
-again unasked. A message's `key` says what it is about, so the same digest or alert is never
-queued twice.
+again unasked. (Messages written as files skip `sending`: writing them again is harmless, so
+they go from queued to sent a claimed batch at a time.) A message's `key` says what it is
+about, so the same digest or alert is never queued twice.
 
 Several senders can share the outbox (on PostgreSQL): a sender first `claim`s a batch of
 queued messages, writing its number on them in one short transaction that skips rows another
@@ -18,18 +19,29 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    update,
+)
 
 from tracker import subscribers
 from tracker.database import Database
 from tracker.errors import BadInput, NotFound, WindowMoved
 from tracker.models import MessageKind, MessageStatus, OutboxMessage, Subscriber
+from tracker.packed import pack
 from tracker.times import utcnow
 
 OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
@@ -49,8 +61,6 @@ class Draft:
     subject: str
     message_id: str
     message: bytes
-    text_body: str
-    html_body: str
     subscriber_id: int | None = None
     events: int = 0
     window_end: int = 0  # the last change event this message covers
@@ -59,7 +69,7 @@ class Draft:
         """The row: the e-mail is stored once, compressed; its bodies are read back from it."""
         return {"kind": MessageKind(self.kind), "key": self.key, "recipient": self.recipient,
                 "subject": self.subject, "message_id": self.message_id,
-                "content": zlib.compress(self.message), "subscriber_id": self.subscriber_id,
+                "content": pack(self.message), "subscriber_id": self.subscriber_id,
                 "events": self.events, "window_end": self.window_end}
 
 
@@ -107,6 +117,8 @@ def queue_digests(db: Database, servings: Sequence[Serving], *,
     queued before), or WindowMoved if another run moved that window first (then nothing of
     it is written; the others are). Any other error rolls the whole batch back."""
     out: list[int | WindowMoved | None] = []
+    rows: list[dict[str, Any]] = []
+    places: list[int] = []  # where each row's id goes in `out`
     with db.engine.begin() as conn:
         keys = [s.draft.key for s in servings if s.draft is not None]
         seen = {row[0] for start in range(0, len(keys), BATCH) for row in conn.execute(
@@ -117,14 +129,18 @@ def queue_digests(db: Database, servings: Sequence[Serving], *,
                                               digest=draft is not None):
                 out.append(WindowMoved(f"{window.subscriber.email}'s digest was queued by "
                                        "another run."))
-            elif draft is None or draft.key in seen:
-                out.append(None)
-            else:
+                continue
+            if draft is not None and draft.key not in seen:
                 seen.add(draft.key)
-                result = conn.execute(insert(OUTBOX).values(
-                    created_at=now, status=MessageStatus.QUEUED, **draft.columns()))
-                key = result.inserted_primary_key
-                out.append(int(key[0]) if key else None)
+                places.append(len(out))
+                rows.append({"created_at": now, "status": MessageStatus.QUEUED,
+                             **draft.columns()})
+            out.append(None)
+        if rows:  # one statement for the batch, the ids in the rows' order
+            ids = conn.execute(insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True),
+                               rows).scalars().all()
+            for place, new_id in zip(places, ids, strict=True):
+                out[place] = int(new_id)
     return out
 
 
@@ -247,20 +263,45 @@ def begin_sending(db: Database, message_id: int, *, sent: Sequence[int] = (),
     by a crash becomes unknown and is never resent."""
     with db.engine.begin() as conn:
         if sent:
-            _mark_sent(conn, sent, now or utcnow())
-        conn.execute(update(OUTBOX).where(OUTBOX.c.id == message_id).values(
-            status=MessageStatus.SENDING, error=None, attempts=OUTBOX.c.attempts + 1))
+            conn.execute(_SENDING_AND_SENT, {"sending": message_id, "ids": [message_id, *sent],
+                                             "now": now or utcnow()})
+        else:
+            conn.execute(_SENDING, {"sending": message_id})
 
 
-def mark_sent(db: Database, ids: Sequence[int], now: datetime | None = None) -> None:
+# Built once: a message costs one of these per commit, so building it each time shows.
+_SENDING = update(OUTBOX).where(OUTBOX.c.id == bindparam("sending")).values(
+    status=MessageStatus.SENDING, error=None, attempts=OUTBOX.c.attempts + 1)
+# The next message's sending mark and the last ones' sent marks in one statement: a round
+# trip less per message, which counts on PostgreSQL over TCP.
+_IS_SENDING = OUTBOX.c.id == bindparam("sending")
+_SENDING_AND_SENT = update(OUTBOX).where(OUTBOX.c.id.in_(bindparam("ids", expanding=True))).values(
+    status=case((_IS_SENDING, literal(MessageStatus.SENDING, OUTBOX.c.status.type)),
+                else_=literal(MessageStatus.SENT, OUTBOX.c.status.type)),
+    error=None,
+    attempts=case((_IS_SENDING, OUTBOX.c.attempts + 1), else_=OUTBOX.c.attempts),
+    sent_at=case((_IS_SENDING, OUTBOX.c.sent_at),
+                 else_=bindparam("now", type_=OUTBOX.c.sent_at.type)),
+    claimant=case((_IS_SENDING, OUTBOX.c.claimant), else_=null()))
+
+
+def mark_sent(db: Database, ids: Sequence[int], now: datetime | None = None, *,
+              attempted: bool = False) -> None:
+    """Mark delivered messages sent, in one commit; `attempted` counts the attempt too, for
+    messages that were delivered without a `sending` mark (files, rewritten harmlessly if
+    this commit never happens)."""
     if ids:
         with db.engine.begin() as conn:
-            _mark_sent(conn, ids, now or utcnow())
+            _mark_sent(conn, ids, now or utcnow(), attempted=attempted)
 
 
-def _mark_sent(conn: Connection, ids: Sequence[int], now: datetime) -> None:
-    conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(list(ids))).values(
-        status=MessageStatus.SENT, error=None, sent_at=now, claimant=None))
+def _mark_sent(conn: Connection, ids: Sequence[int], now: datetime, *,
+               attempted: bool = False) -> None:
+    values: dict[str, Any] = {"status": MessageStatus.SENT, "error": None, "sent_at": now,
+                              "claimant": None}
+    if attempted:
+        values["attempts"] = OUTBOX.c.attempts + 1
+    conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(list(ids))).values(**values))
 
 
 def queued(db: Database, ids: Sequence[int] | None = None) -> list[OutboxMessage]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from typing import Any
 
 import msgspec
@@ -147,7 +148,7 @@ def compact_json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def loads(raw: bytes | msgspec.Raw) -> Any:
+def loads(raw: bytes | bytearray | memoryview | msgspec.Raw) -> Any:
     """`json.loads(raw)`, faster. JSON that msgspec refuses but the standard library reads
     (NaN, lone surrogates, numbers out of float range) is read by the standard library, so
     whatever was accepted before still is, as the same values."""
@@ -163,6 +164,59 @@ def content_hash(study: Record) -> str:
     It is the SHA-256 of `canonical_json` and must never change for a record: every stored
     study would look changed after an upgrade."""
     return hashlib.sha256(canonical_json(without_noise(study))).hexdigest()
+
+
+# The one field content_hash leaves out, as it appears in a record's JSON: its key, its colon
+# and the quote opening its (text) value, with nothing between them.
+_NOISE = b'"versionHolder":"'
+_NOISE_VALUE = re.compile(rb"[\x20\x21\x23-\x5b\x5d-\x7e]*")  # printable ASCII, no " or \
+
+
+def _noise_span(data: bytes) -> tuple[int, int] | None:
+    """Where the value of a versionHolder key lies in the JSON, if it can be found without
+    reading the record: the text "versionHolder" appears once, as a key followed by a plain
+    text value. None otherwise."""
+    at = data.find(_NOISE)
+    if at < 0 or data.count(b"versionHolder") != 1:
+        return None
+    start = at + len(_NOISE)
+    end = data.find(b'"', start)
+    if end < 0 or not _NOISE_VALUE.fullmatch(data, start, end):
+        return None
+    return start, end
+
+
+def received_hash(raw: bytes, study: Record | None = None) -> str | None:
+    """A fingerprint of a record's JSON exactly as received, except the value of its
+    versionHolder (which the registry moves on every refresh) when `_noise_span` finds it.
+
+    Equal fingerprints mean equal JSON but for that value, so equal content hashes: a sync
+    that receives a study's bytes with the fingerprint stored beside its content hash need
+    not read them. So a fingerprint to store is asked for with `study`, the record the bytes
+    decode to, and given only if the value cut out is that record's
+    derivedSection.miscInfoModule.versionHolder: the record has one, and no escape in the
+    JSON could spell a second versionHolder key (the one cut out would then be another
+    field, which the content hash counts; a letter can only be escaped as \\u00XX). JSON
+    equal to it outside the value cut out passes the same test, so a fingerprint computed
+    without `study` matches a stored one only if the content is the same."""
+    span = _noise_span(raw)
+    digest = hashlib.sha256()
+    if span is None:
+        digest.update(b"whole\0")
+        digest.update(raw)
+    else:
+        if study is not None and (
+                b"\\u00" in raw
+                or get(study, "derivedSection.miscInfoModule.versionHolder") is None):
+            return None
+        start, end = span
+        view = memoryview(raw)
+        # The offset is hashed too, so that the JSON before and after the value must each be
+        # the same, not merely their concatenation.
+        digest.update(b"cut\0" + start.to_bytes(8, "big"))
+        digest.update(view[:start])
+        digest.update(view[end:])
+    return digest.hexdigest()
 
 
 def last_update_posted(study: Record) -> str | None:

@@ -20,7 +20,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, LargeBinary, Text, delete, func, insert, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    LargeBinary,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlmodel import Field, SQLModel
 
 from tracker.database import Database
@@ -34,6 +46,9 @@ class ListedStudy(SQLModel, table=True):
 
     nct_id: str = Field(primary_key=True, max_length=11)
     last_update_posted: str | None = None
+    # A new fingerprint of the JSON received for a study whose content the sync found
+    # unchanged (`confirm`); written to the study when the sync is applied.
+    received_hash: str | None = Field(default=None, max_length=64)
 
 
 class StagedStudy(SQLModel, table=True):
@@ -79,6 +94,7 @@ class Known:
     version_id: int | None
     removed: bool
     first_seen_at: datetime
+    received_hash: str | None = None  # of the JSON content_hash was computed from
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,7 @@ class Staging:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.position = 0
+        self.confirmed = 0  # fingerprints confirmed by this sync
 
     def clear(self) -> None:
         """Forget any scratch rows (a sync that died leaves some); call under the sync lock."""
@@ -132,11 +149,23 @@ class Staging:
 
     def known(self, nct_ids: Sequence[str]) -> dict[str, Known]:
         query = (select(STUDY.c.nct_id, STUDY.c.content_hash, STUDY.c.last_update_posted,
-                        STUDY.c.version_id, STUDY.c.removed_at, STUDY.c.first_seen_at)
+                        STUDY.c.version_id, STUDY.c.removed_at, STUDY.c.first_seen_at,
+                        STUDY.c.received_hash)
                  .where(STUDY.c.nct_id.in_(list(nct_ids))))
         with self.db.engine.connect() as conn:
-            return {r[0]: Known(r[1], r[2], r[3], r[4] is not None, r[5])
+            return {r[0]: Known(r[1], r[2], r[3], r[4] is not None, r[5], r[6])
                     for r in conn.execute(query)}
+
+    def confirm(self, fingerprints: Sequence[tuple[str, str]]) -> None:
+        """(study, received hash) of studies whose content this sync found unchanged in JSON
+        with a new fingerprint: `apply` stores it, so the next sync need not read that JSON.
+        The study must be listed (every study a sync reads is)."""
+        if fingerprints:
+            self.confirmed += len(fingerprints)
+            with self.db.engine.begin() as conn:
+                conn.execute(update(LISTING).where(LISTING.c.nct_id == bindparam("key"))
+                             .values(received_hash=bindparam("fingerprint")),
+                             [{"key": k, "fingerprint": f} for k, f in fingerprints])
 
     def has_version(self, nct_id: str, content_hash: str) -> bool:
         query = select(VERSION.c.id).where(VERSION.c.nct_id == nct_id,
@@ -184,25 +213,45 @@ class Staging:
     # --- the end: one short transaction --------------------------------------------------
 
     def apply(self, tx: Transaction, run_id: int, now: datetime) -> None:
-        """Move the staged writes into the snapshot, in arrival order, inside `tx`."""
+        """Move the staged writes into the snapshot, in arrival order, inside `tx`, and the
+        confirmed fingerprints into their studies. The records go from table to table in
+        one statement, without passing through Python."""
         conn = tx.conn
+        if self.confirmed:
+            confirmed = select(LISTING.c.received_hash).where(
+                LISTING.c.nct_id == STUDY.c.nct_id).scalar_subquery()
+            conn.execute(update(STUDY).values(received_hash=confirmed).where(
+                STUDY.c.nct_id.in_(select(LISTING.c.nct_id)
+                                   .where(LISTING.c.received_hash.is_not(None)))))
+        conn.execute(insert(VERSION).from_select(
+            ["nct_id", "content_hash", "last_update_posted", "sync_run_id", "fetched_at",
+             "record"],
+            select(STAGE.c.nct_id, STAGE.c.content_hash, STAGE.c.last_update_posted,
+                   literal(run_id, VERSION.c.sync_run_id.type),
+                   literal(now, VERSION.c.fetched_at.type), STAGE.c.record)
+            .order_by(STAGE.c.position)))
         last = 0
         while True:
-            rows = conn.execute(select(STAGE).where(STAGE.c.position > last)
-                                .order_by(STAGE.c.position).limit(BATCH)).mappings().all()
+            rows = conn.execute(
+                select(STAGE.c.position, STAGE.c.nct_id, STAGE.c.study, STAGE.c.is_new,
+                       STAGE.c.first_seen_at, STAGE.c.events)
+                .where(STAGE.c.position > last).order_by(STAGE.c.position).limit(BATCH)
+            ).mappings().all()
             if not rows:
                 return
             last = rows[-1]["position"]
-            version_ids = tx.add_versions([
-                {"nct_id": r["nct_id"], "content_hash": r["content_hash"],
-                 "last_update_posted": r["last_update_posted"], "sync_run_id": run_id,
-                 "fetched_at": now, "record": r["record"]} for r in rows])
+            # One version per study and sync (the stage is keyed by study): found by both.
+            version_ids: dict[str, int] = dict(conn.execute(
+                select(VERSION.c.nct_id, VERSION.c.id)
+                .where(VERSION.c.sync_run_id == run_id,
+                       VERSION.c.nct_id.in_([r["nct_id"] for r in rows]))).all())
             inserts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
             events: list[dict[str, Any]] = []
-            for row, version_id in zip(rows, version_ids, strict=True):
+            for row in rows:
                 if row["study"] is None:
                     continue  # unreadable: kept as received, the study stays as it was
+                version_id = version_ids[row["nct_id"]]
                 study = {**json.loads(row["study"]), "version_id": version_id,
                          "removed_at": None, "last_changed_at": now}
                 if row["is_new"]:

@@ -8,6 +8,7 @@ should be is decided by the sync (`tracker.sync`), which hands the rows here.
 from __future__ import annotations
 
 import contextlib
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,7 +57,15 @@ def compress(record: dict[str, Any]) -> bytes:
 def compress_json(raw: bytes) -> bytes:
     """A record's JSON, as received or as `compress` writes it, stored: `decompress` reads it
     back as the record (spacing and key order are the JSON's own)."""
-    return zstandard.compress(raw, ZSTD_LEVEL)
+    compressor = getattr(_local, "compressor", None)
+    if compressor is None:
+        # One per thread, reused: setting up a compressor costs about as much as compressing
+        # a record, and a compressor may not be shared between threads.
+        compressor = _local.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return compressor.compress(raw)
+
+
+_local = threading.local()
 
 
 def decompress(blob: bytes) -> dict[str, Any]:

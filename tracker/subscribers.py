@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tracker.database import Database
@@ -236,7 +236,9 @@ def listing(db: Database, include_ended: bool = False) -> list[Subscriber]:
     if not include_ended:
         query = query.where(SUBSCRIBER.c.unsubscribed_at.is_(None))
     with db.engine.connect() as conn:
-        return [Subscriber(**row) for row in conn.execute(query).mappings()]
+        # Rows as they are: a digest run reads every subscriber, and checking each row
+        # again as it is built costs ten times the read.
+        return [Subscriber.model_construct(**row) for row in conn.execute(query).mappings()]
 
 
 def counts(db: Database) -> Counts:
@@ -253,13 +255,16 @@ def advance_window(conn: Connection, subscriber: Subscriber, window_end: int, no
     """Move the window to `window_end` and record the subscriber as served at `now` (and, if
     a digest was queued, as sent one), inside the caller's transaction. False if another run
     moved the window first: then nothing is written."""
-    values: dict[str, Any] = {"last_event_id": window_end, "served_at": now}
-    if digest:
-        values["last_digest_at"] = now
-    moved = conn.execute(update(SUBSCRIBER).where(
-        SUBSCRIBER.c.id == subscriber.id,
-        SUBSCRIBER.c.last_event_id == subscriber.last_event_id).values(**values))
+    moved = conn.execute(_ADVANCE_WITH_DIGEST if digest else _ADVANCE, {
+        "row": subscriber.id, "read": subscriber.last_event_id, "end": window_end, "now": now})
     return bool(moved.rowcount)
+
+
+# Built once: a digest run moves thousands of windows, one statement each.
+_ADVANCE = update(SUBSCRIBER).where(
+    SUBSCRIBER.c.id == bindparam("row"), SUBSCRIBER.c.last_event_id == bindparam("read")
+).values(last_event_id=bindparam("end"), served_at=bindparam("now"))
+_ADVANCE_WITH_DIGEST = _ADVANCE.values(last_digest_at=bindparam("now"))
 
 
 def served_without_digest(db: Database, subscriber: Subscriber, window_end: int,

@@ -33,7 +33,13 @@ from tracker.errors import IncompleteSync, Stopped, TrackerError
 from tracker.lock import Lock, hold
 from tracker.models import ChangeEvent, ChangeKind, RunStatus, SyncMode
 from tracker.plain import explain
-from tracker.record import Record, content_hash, last_update_posted, summarise
+from tracker.record import (
+    Record,
+    content_hash,
+    last_update_posted,
+    received_hash,
+    summarise,
+)
 from tracker.shape import problems
 from tracker.staging import Known, Staged, Staging
 from tracker.store import BATCH, Store, Transaction, compress, compress_json
@@ -154,6 +160,8 @@ def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bo
             result = SyncResult(run_id, RunStatus.OK, mode, version.data_timestamp,
                                 since=since.isoformat() if since else None)
             staging.clear()  # what a sync that died left behind
+            if mode is not SyncMode.FULL:  # a full sync mostly finds studies unchanged
+                tagger.prepare()  # compiled while the first page is on its way
             stager = _Stager(store, staging, tagger, baseline, run_id)
             _fetch(settings, staging, client, since, stager, progress)
             removals = _removals(settings, staging, client, baseline, version.data_timestamp)
@@ -371,8 +379,10 @@ class _Stager:
 
     def page(self, studies: list[PageStudy]) -> None:
         """One page, one study at a time: each is decoded, hashed and dropped, so one record
-        is alive at once; an unchanged one costs that and nothing else. A record that cannot
-        be read is kept as received and reported; the others go on."""
+        is alive at once; an unchanged one costs that and nothing else, and one whose JSON is
+        what its stored content was computed from (`record.received_hash`) is not even
+        decoded. A record that cannot be read is kept as received and reported; the others
+        go on."""
         counts = self.counts
         fresh = [s for s in studies if s.nct_id not in counts.seen]
         counts.fetched += len(studies)
@@ -380,44 +390,54 @@ class _Stager:
             return
         known = self.staging.known([s.nct_id for s in fresh])
         staged: list[Staged] = []
+        confirmed: list[tuple[str, str]] = []
         for item in fresh:
             counts.seen.add(item.nct_id)
+            raw = bytes(item.raw)
+            before = known.get(item.nct_id)
+            if (before is not None and not before.removed and before.received_hash is not None
+                    and received_hash(raw) == before.received_hash):
+                continue
             study = item.record()
             digest = content_hash(study)
-            before = known.get(item.nct_id)
             if before and before.content_hash == digest and not before.removed:
+                fingerprint = received_hash(raw, study)
+                if fingerprint is not None and fingerprint != before.received_hash:
+                    confirmed.append((item.nct_id, fingerprint))  # read it once, not each time
                 continue
-            one = self._one(item, study, digest, before)
+            one = self._one(item, raw, study, digest, before)
             if one is not None:
                 staged.append(one)
             if len(staged) >= STAGE_EVERY:
                 self.staging.stage(staged)
                 staged = []
         self.staging.stage(staged)
+        self.staging.confirm(confirmed)
 
-    def _one(self, item: PageStudy, study: Record, digest: str,
+    def _one(self, item: PageStudy, raw: bytes, study: Record, digest: str,
              before: Known | None) -> Staged | None:
         """A changed or new study's writes; an unreadable one's record alone (None if that
         version is already kept)."""
         found = problems(study)
         if not found:
             try:
-                return self._readable(item, study, digest, before)
+                return self._readable(item, raw, study, digest, before)
             except Exception as error:  # a shape the checks missed: still one record
                 found = [f"{type(error).__name__}: {error}"]
         self.counts.unreadable.append([item.nct_id, "; ".join(found)])
         if self.staging.has_version(item.nct_id, digest):
             return None
-        return Staged(item.nct_id, digest, item.last_update_posted, _stored(item, study), None,
-                      before is None, None, [])
+        return Staged(item.nct_id, digest, item.last_update_posted, _stored(item, raw, study),
+                      None, before is None, None, [])
 
-    def _readable(self, item: PageStudy, study: Record, digest: str,
+    def _readable(self, item: PageStudy, raw: bytes, study: Record, digest: str,
                   before: Known | None) -> Staged:
         row = {**summarise(study), **tag_columns(self.tagger.tag(study), study),
-               "vocabulary": self.tagger.vocabulary.digest, "content_hash": digest}
+               "vocabulary": self.tagger.vocabulary.digest, "content_hash": digest,
+               "received_hash": received_hash(raw, study)}
         events = self._events(study, before, digest)
-        return Staged(item.nct_id, digest, last_update_posted(study), _stored(item, study),
-                      row, before is None, None, events)
+        return Staged(item.nct_id, digest, last_update_posted(study),
+                      _stored(item, raw, study), row, before is None, None, events)
 
     def _events(self, study: Record, before: Known | None, digest: str) -> list[dict[str, Any]]:
         counts = self.counts
@@ -453,9 +473,9 @@ def _listing_row(study: PageStudy) -> tuple[str, str | None]:
     return study.nct_id, study.last_update_posted
 
 
-def _stored(item: PageStudy, study: Record) -> bytes:
+def _stored(item: PageStudy, raw: bytes, study: Record) -> bytes:
     """The record as stored: the bytes as received, unless cleaning changed the record."""
-    return compress(study) if item.unsafe else compress_json(bytes(item.raw))
+    return compress(study) if item.unsafe else compress_json(raw)
 
 
 def _event_row(nct_id: str, posted: str | None, change: differ.Change,

@@ -9,8 +9,11 @@ tag can always be explained. The subtype rules are in `subtypes`, the treatment 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -31,12 +34,42 @@ class Tags:
 
 
 class Tagger:
-    """Tags studies with one vocabulary; build once, use for every study of a sync."""
+    """Tags studies with one vocabulary; build once, use for every study of a sync.
+
+    Its patterns are compiled when the first study is tagged, or in the background from
+    `prepare()`: compiling them takes about as long as a page of studies takes to arrive, and
+    longer than a sync in which nothing changed spends on its own work."""
 
     def __init__(self, vocabulary: Vocabulary) -> None:
         self.vocabulary = vocabulary
-        self.subtypes = SubtypeTagger(vocabulary)
-        self.treatments = TreatmentTagger(vocabulary)
+        self._lock = threading.Lock()
+        self._built: tuple[SubtypeTagger, TreatmentTagger] | None = None
+
+    def prepare(self) -> None:
+        """Start compiling the patterns in a background thread, if not done yet, so that the
+        first study to tag need not wait (a sync calls this before it waits for pages)."""
+        if self._built is None:
+            threading.Thread(target=self._prepare, name="tagger", daemon=True).start()
+
+    def _prepare(self) -> None:
+        time.sleep(0)  # let the caller carry on to its request first
+        # A failure is not reported here: the first tag() builds again and raises it there.
+        with contextlib.suppress(Exception):
+            self._build()
+
+    def _build(self) -> tuple[SubtypeTagger, TreatmentTagger]:
+        with self._lock:  # a tag() during a background build waits for it
+            if self._built is None:
+                self._built = (SubtypeTagger(self.vocabulary), TreatmentTagger(self.vocabulary))
+            return self._built
+
+    @property
+    def subtypes(self) -> SubtypeTagger:
+        return self._built[0] if self._built is not None else self._build()[0]
+
+    @property
+    def treatments(self) -> TreatmentTagger:
+        return self._built[1] if self._built is not None else self._build()[1]
 
     def tag(self, study: Record) -> Tags:
         reading = self.subtypes.read(study)
