@@ -19,8 +19,9 @@ from tracker import runs
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient, nct_id_of
 from tracker.models import ChangeEvent, RunStatus
+from tracker.packed import ZSTD_MAGIC
 from tracker.record import content_hash, last_update_posted, summarise
-from tracker.store import ZSTD_MAGIC, Store, StudyFilter, compress, decompress
+from tracker.store import Store, StudyFilter, compress, decompress
 from tracker.sync import refresh_derived, sync
 from tracker.tags import Tagger
 from tracker.times import as_utc

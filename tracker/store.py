@@ -8,15 +8,12 @@ should be is decided by the sync (`tracker.sync`), which hands the rows here.
 from __future__ import annotations
 
 import contextlib
-import threading
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import zstandard
 from sqlalchemy import (
     Connection,
     Engine,
@@ -31,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tracker.database import Database
 from tracker.models import ChangeEvent, ReportWeek, RunStatus, Study, StudyVersion, SyncRun
+from tracker.packed import pack, unpack
 from tracker.record import compact_json, loads
 from tracker.text import JOINER
 from tracker.times import as_utc
@@ -45,40 +43,21 @@ REPORT_WEEK = ReportWeek.__table__  # type: ignore[attr-defined]
 SYNC_RUN = SyncRun.__table__  # type: ignore[attr-defined]
 
 
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # every zstd frame starts so; a zlib stream with 0x78
-ZSTD_LEVEL = 3  # zstd's default: several times zlib's speed, about 4% larger here
-
-
 def compress(record: dict[str, Any]) -> bytes:
-    """A record as stored: compact JSON in one zstd frame."""
+    """A record as stored: compact JSON in one zstd frame (`packed`)."""
     return compress_json(compact_json(record))
 
 
 def compress_json(raw: bytes) -> bytes:
     """A record's JSON, as received or as `compress` writes it, stored: `decompress` reads it
     back as the record (spacing and key order are the JSON's own)."""
-    compressor = getattr(_local, "compressor", None)
-    if compressor is None:
-        # One per thread, reused: setting up a compressor costs about as much as compressing
-        # a record, and a compressor may not be shared between threads.
-        compressor = _local.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    return compressor.compress(raw)
-
-
-_local = threading.local()
+    return pack(raw)
 
 
 def decompress(blob: bytes) -> dict[str, Any]:
-    """A stored record, whichever codec wrote it: zstd (now) or zlib (tracker 0.1), told
-    apart by the first bytes. Anything else is a ValueError: a row to look at, not to guess."""
-    data = bytes(blob)
-    if data.startswith(ZSTD_MAGIC):
-        raw = zstandard.decompress(data)
-    elif data[:1] == b"\x78":
-        raw = zlib.decompress(data)
-    else:
-        raise ValueError(f"A stored record starts with {data[:4].hex()}: neither zstd nor zlib.")
-    record: dict[str, Any] = loads(raw)
+    """A stored record, whichever codec wrote it: zstd (now) or zlib (tracker 0.1). Anything
+    else is a ValueError: a row to look at, not to guess."""
+    record: dict[str, Any] = loads(unpack(blob))
     return record
 
 
