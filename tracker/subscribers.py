@@ -236,9 +236,7 @@ def listing(db: Database, include_ended: bool = False) -> list[Subscriber]:
     if not include_ended:
         query = query.where(SUBSCRIBER.c.unsubscribed_at.is_(None))
     with db.engine.connect() as conn:
-        # Rows as they are: a digest run reads every subscriber, and checking each row
-        # again as it is built costs ten times the read.
-        return [Subscriber.model_construct(**row) for row in conn.execute(query).mappings()]
+        return [Subscriber(**row) for row in conn.execute(query).mappings()]
 
 
 def counts(db: Database) -> Counts:
