@@ -10,14 +10,13 @@ delivery spec against both kinds of server.)
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import Sleeps
 from tests.smtp import DATA_COMMAND, DROP, END_OF_DATA, MAIL, RCPT, Mailbox, smtp_server
+from tests.test_mail import SENDER, mailbox, smtp_settings
 from tracker import outbox
 from tracker.config import Settings
 from tracker.database import Database
@@ -27,19 +26,7 @@ from tracker.store import Store
 from tracker.times import utcnow
 
 pytestmark = pytest.mark.slow  # a real SMTP server on loopback
-
-SENDER = "tracker@localhost"
-
-
-@pytest.fixture(params=[False, True], ids=["lockstep", "pipelining"])
-def mailbox(request: pytest.FixtureRequest) -> Iterator[Mailbox]:
-    with smtp_server(mailbox=Mailbox(pipelining=request.param)) as box:
-        yield box
-
-
-def smtp(settings: Settings, port: int) -> Settings:
-    return dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=port,
-                               smtp_security="none", secret_key="x" * 32, smtp_timeout=5)
+__all__ = ["mailbox"]  # the fixture, shared with test_mail
 
 
 def queue(db: Database, *names: str) -> dict[str, bytes]:
@@ -72,7 +59,7 @@ def test_mail_rcpt_and_data_leave_in_one_write_when_the_server_offers_pipelining
         settings: Settings, store: Store, mailbox: Mailbox) -> None:
     sent = queue(store.db, "ana", "ben", "cy")
 
-    result = drain(store.db, SmtpTransport(smtp(settings, mailbox.port)), sleep=Sleeps())
+    result = drain(store.db, SmtpTransport(smtp_settings(settings, mailbox.port)), sleep=Sleeps())
 
     assert (result.sent, result.failed, result.unknown, result.left) == (3, 0, 0, 0)
     if mailbox.pipelining:  # behind each MAIL, already there: its RCPT and DATA
@@ -99,7 +86,7 @@ def test_a_refused_mail_from_settles_the_message_as_without_pipelining(
     mailbox.fail(MAIL, reply, times=1)  # the first MAIL FROM: ana's
     backoff = Sleeps()
 
-    result = drain(store.db, SmtpTransport(smtp(settings, mailbox.port)), sleep=backoff)
+    result = drain(store.db, SmtpTransport(smtp_settings(settings, mailbox.port)), sleep=backoff)
 
     assert outcomes(store.db) == {"ana": outcome, "ben": ("sent", 1, None)}
     assert (result.sent, result.failed) == ((2, 0) if outcome[0] == "sent" else (1, 1))
@@ -119,7 +106,7 @@ def test_refusals_at_every_stage_of_a_batch_settle_each_message_once(
     mailbox.fail(RCPT, DROP, recipient="fay@example.org")  # lost before the message left
     backoff = Sleeps()
 
-    result = drain(store.db, SmtpTransport(smtp(settings, mailbox.port)), sleep=backoff)
+    result = drain(store.db, SmtpTransport(smtp_settings(settings, mailbox.port)), sleep=backoff)
 
     assert (result.sent, result.failed, result.unknown, result.left) == (3, 3, 0, 1)
     assert outcomes(store.db) == {
@@ -147,7 +134,8 @@ def test_data_accepted_after_a_refused_recipient_gets_an_empty_message_never_the
         queue(store.db, "ana", "ben", "cy")
         mailbox.fail(RCPT, "550 5.1.1 User unknown", recipient="ben@example.org")
 
-        result = drain(store.db, SmtpTransport(smtp(settings, mailbox.port)), sleep=Sleeps())
+        result = drain(store.db, SmtpTransport(smtp_settings(settings, mailbox.port)),
+                       sleep=Sleeps())
 
     assert (result.sent, result.failed) == (2, 1)
     assert mailbox.empty_data == [b""]

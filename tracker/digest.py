@@ -311,15 +311,14 @@ class Letters:
                               f"{self.mark}unsubscribe", f"{self.mark}manage",
                               f"{self.mark}filters")
         self.copying = not any(renderer.overridden(n) for n in ("digest.txt", "digest.html"))
-        self.templates: dict[tuple[object, ...], _Template | None] = {}
+        self.templates: dict[tuple[tuple[object, ...], ...], _Template | None] = {}
         self.built = 0  # e-mails built with the e-mail package, templates included
 
     def message(self, digest: Digest, subject_line: str, personal: Personal) -> bytes:
         """The digest's e-mail for `personal`, as `message(...).as_bytes()` would make it."""
         if not self.copying:
             return self._build(digest, subject_line, personal)
-        key = (subject_line,
-               tuple((t.study.nct_id, *(e.id for e in t.events)) for t in digest.trials))
+        key = tuple((t.study.nct_id, *(e.id for e in t.events)) for t in digest.trials)
         if key not in self.templates:
             self.templates[key] = self._template(digest, subject_line)
         template = self.templates[key]

@@ -142,7 +142,7 @@ class Changes:
 
     events: list[ChangeEvent]
     studies: dict[str, Study]
-    facts: list[Facts | None] = field(default_factory=list)
+    facts: list[Facts | None]
 
     @classmethod
     def since(cls, store: Store, after_id: int) -> Changes:
