@@ -101,6 +101,33 @@ def test_a_tagger_prepared_in_the_background_tags_as_one_built_at_first_use() ->
     prepared.prepare()  # once built, nothing more to do
 
 
+def test_a_tagger_that_has_read_many_studies_tags_each_as_a_new_one_would() -> None:
+    """Short texts (conditions, MeSH terms, intervention names) are read once per tagger and
+    their mentions kept; what was kept from one study must not change another's tags."""
+    records = [load_study(nct_id) for nct_id in (
+        TOFACITINIB_DM, EFGARTIGIMOD_IMNM, ARIMOCLOMOL_IBM, PLASMA_EXCHANGE_PM, JDM_REGISTRY,
+        RITUXIMAB_ASS_ILD, IVIG_DM_PM)]
+    negated = study(TOFACITINIB_DM)  # the same short texts, one of them now ruled out
+    negated["protocolSection"]["conditionsModule"]["conditions"] = ["Not dermatomyositis"]
+    records += [negated, trial_of(drug("Placebo"), drug("Tofacitinib"))]
+    shared = Tagger(VOCABULARY)
+
+    for order in (records, records[::-1]):
+        assert [shared.tag(s) for s in order] == [Tagger(VOCABULARY).tag(s) for s in order]
+
+
+def test_a_short_text_is_read_once_per_tagger() -> None:
+    tagger = Tagger(VOCABULARY)
+    matcher = tagger.subtypes.subtypes
+    first = matcher.hits("Juvenile Dermatomyositis")
+
+    assert [h.tag for h in first] == ["jdm"]
+    assert matcher.hits("Juvenile Dermatomyositis") is first
+    long_text = "Juvenile dermatomyositis in children, " * 3
+    assert matcher.hits(long_text) == matcher.hits(long_text)
+    assert matcher.hits(long_text) is not matcher.hits(long_text)  # long texts: read each time
+
+
 def intervention_names(s: Study) -> list[str]:
     return [i["name"] for i in s["protocolSection"]["armsInterventionsModule"]["interventions"]]
 

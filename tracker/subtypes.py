@@ -31,6 +31,8 @@ from tracker.record import Record, get
 from tracker.vocabulary import (
     DASHES,
     SENTENCE_END,
+    SHORT_TEXT,
+    SHORT_TEXTS_KEPT,
     Evidence,
     Hit,
     Matcher,
@@ -121,6 +123,7 @@ class SubtypeTagger:
             (LOOK_ALIKE, t.name, self._phrase(t)) for t in look_alikes if t.causes]
         self.explains = {t.name for t in [*subtypes, *look_alikes] if t.explains_myositis}
         self.in_children = {adult: t.name for t in subtypes for adult in t.in_children}
+        self._short: dict[str, tuple[_Mention, ...]] = {}
 
     def tag(self, study: Record) -> dict[str, list[Evidence]]:
         return self.read(study).subtypes
@@ -237,11 +240,21 @@ class SubtypeTagger:
         return NotMyositis(source, hit.words, hit.tag,
                            self.vocabulary.not_myositis[hit.tag].label)
 
-    def _mentions(self, text: str, folded: str) -> list[_Mention]:
+    def _mentions(self, text: str, folded: str) -> tuple[_Mention, ...]:
         """Every mention in `text`, overlaps resolved: leftmost first, then longest; a term
         listed under two tags keeps both. The specific disease named inside a term of a tag
         with causes, or as the head of its cause phrase ("cancer-associated dermatomyositis"),
-        counts too."""
+        counts too. A short text is read once (see vocabulary.SHORT_TEXT)."""
+        if len(text) > SHORT_TEXT:
+            return self._read_mentions(text, folded)
+        found = self._short.get(text)
+        if found is None:
+            if len(self._short) >= SHORT_TEXTS_KEPT:
+                self._short.clear()
+            found = self._short[text] = self._read_mentions(text, folded)
+        return found
+
+    def _read_mentions(self, text: str, folded: str) -> tuple[_Mention, ...]:
         candidates = [*(_Mention(SUBTYPE, h) for h in self.subtypes.hits(text)),
                       *(_Mention(LOOK_ALIKE, h) for h in self.look_alikes.hits(text)),
                       *self._phrase_mentions(folded)]
@@ -262,7 +275,7 @@ class SubtypeTagger:
             for hit in self.inner.hits(text[slice(*(mention.head or (
                 mention.hit.start, mention.hit.end)))])
             if not hit.abbreviation]
-        return chosen + inner
+        return (*chosen, *inner)
 
     def _phrase(self, tag: TagDef) -> re.Pattern[str]:
         """"influenza[ virus][-associated] myositis", "myopathy due to statins",

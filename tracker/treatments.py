@@ -19,12 +19,11 @@ biologic. A tested intervention of none of the classes is "other".
 
 from __future__ import annotations
 
-import functools
 import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -151,7 +150,6 @@ class Rules:
 
 
 @cache
-@functools.cache
 def known_names() -> dict[str, str]:
     """Development codes -> the names people know ("CP-690550" -> "tofacitinib"), from the
     [names] table of the shipped treatments.toml; for patients' sentences (tracker.plain)."""
@@ -499,11 +497,16 @@ def contexts(item: Intervention, study: Record) -> list[tuple[str, str]]:
             *((source, _clean(get(p, path))) for source, path in CONTEXTS)]
 
 
-def handles(item: Intervention) -> list[re.Pattern[str]]:
+def handles(item: Intervention) -> tuple[re.Pattern[str], ...]:
     """Patterns for the ways a text may name `item`: its names, the codes in them, and the
     first word of its name ("Zetomipzomib 30 mg"), each however spaced or hyphenated."""
+    return _handles(tuple(text for _, text in item.names))
+
+
+@lru_cache(maxsize=4096)  # names recur across studies ("Placebo", a drug's name)
+def _handles(names: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
     keys = set()
-    for _, text in item.names:
+    for text in names:
         folded = fold(text)
         keys.add(folded)
         keys.update(CODE.findall(folded))
@@ -511,8 +514,9 @@ def handles(item: Intervention) -> list[re.Pattern[str]]:
         if first and first.group(0) not in NOT_HANDLES:
             keys.add(first.group(0))
     letters = {re.sub(r"[^a-z0-9]", "", key) for key in keys}
-    return [re.compile(r"(?<![a-z0-9])" + r"[\s-]?".join(map(re.escape, key)) + r"(?![a-z0-9])")
-            for key in sorted(letters) if len(key) >= 3]
+    return tuple(
+        re.compile(r"(?<![a-z0-9])" + r"[\s-]?".join(map(re.escape, key)) + r"(?![a-z0-9])")
+        for key in sorted(letters) if len(key) >= 3)
 
 
 def _clean(value: Any) -> str:

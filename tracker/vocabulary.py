@@ -53,6 +53,11 @@ RULED_OUT = re.compile(
 NEGATIVE_AFTER = re.compile(r"\s*(?:(?:auto)?antibod(?:y|ies)\s*)?\(?\s*(?:sero)?negative\b")
 LETTER_DIGIT_GAP = re.compile(r"(?<=[a-z])\s+(?=\d)")
 DASHES = re.compile(r"[\u2010-\u2015\u2212-]")
+# Texts this short (a condition, a keyword, a MeSH term, an intervention's name) recur across
+# a registry's studies: each is read once per matcher and its mentions kept. Titles and
+# summaries are longer, and read every time.
+SHORT_TEXT = 60
+SHORT_TEXTS_KEPT = 20_000  # per matcher; the memo starts again when full
 
 
 @dataclass(frozen=True)
@@ -261,14 +266,25 @@ class Matcher:
         self.terms = _words(terms, re.IGNORECASE, gap=r"\s?") if terms else None
         abbreviations = sorted(self.by_abbreviation, key=len, reverse=True)
         self.abbreviations = _words(abbreviations, 0) if abbreviations else None
+        self._short: dict[str, tuple[Hit, ...]] = {}
 
     def spans(self, text: str) -> Iterator[re.Match[str]]:
         """Every term match in `text` (stripped), negated or not."""
         if self.terms:
             yield from self.terms.finditer(fold(text.strip()))
 
-    def hits(self, text: str) -> list[Hit]:
+    def hits(self, text: str) -> tuple[Hit, ...]:
         """Every term and abbreviation in `text`, each marked if its clause rules it out."""
+        if len(text) > SHORT_TEXT:
+            return self._hits(text)
+        found = self._short.get(text)
+        if found is None:
+            if len(self._short) >= SHORT_TEXTS_KEPT:
+                self._short.clear()
+            found = self._short[text] = self._hits(text)
+        return found
+
+    def _hits(self, text: str) -> tuple[Hit, ...]:
         folded = fold(text)
         found: list[Hit] = []
         if self.terms:
@@ -284,7 +300,7 @@ class Matcher:
                 ruled_out = negated(folded, m.start(), m.end())
                 found.extend(Hit(tag, m.group(0), m.start(), m.end(), True, ruled_out)
                              for tag in self.by_abbreviation[m.group(0)])
-        return found
+        return tuple(found)
 
     def find(self, text: str) -> Iterator[tuple[str, str, bool]]:
         """(tag, matched words, is_abbreviation) for each mention not ruled out."""
