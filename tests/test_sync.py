@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -282,6 +283,29 @@ def test_a_registry_refresh_during_the_sync_changes_nothing(settings: Settings, 
     with pytest.raises(IncompleteSync, match="refreshed its data during the sync"):
         sync(settings, store, client)
     assert snapshot(store) == before
+
+
+def test_a_sync_hands_the_garbage_collector_back_as_it_found_it(
+        settings: Settings, store: Store, client: CtGovClient, registry: Registry) -> None:
+    """During a sync the collector leaves the objects that were alive before it alone; after
+    it, failed or not, every object is collectable again."""
+    frozen_during: list[int] = []
+    real_answer = registry.answer
+
+    def watching(path: str, params: dict[str, str]) -> tuple[int, str, bytes]:
+        frozen_during.append(gc.get_freeze_count())
+        return real_answer(path, params)
+
+    registry.answer = watching  # type: ignore[method-assign]
+    sync(settings, store, client)
+    assert min(frozen_during) > 0
+    assert gc.get_freeze_count() == 0
+
+    registry.fail(match=lambda path, params: path.endswith("/studies"), status=400)
+    refresh(registry)
+    with pytest.raises(ApiError):
+        sync(settings, store, client)
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_second_sync_is_refused_while_one_runs(settings: Settings, store: Store,

@@ -14,12 +14,12 @@ on a later registry refresh confirms them or the trials are listed again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import (
     Column,
     Connection,
@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from tracker.database import Database
+from tracker.record import loads
 from tracker.store import BATCH, STUDY, VERSION, Transaction
 
 
@@ -83,6 +84,9 @@ class HeldRemoval(SQLModel, table=True):
 LISTING = ListedStudy.__table__  # type: ignore[attr-defined]
 STAGE = StagedStudy.__table__  # type: ignore[attr-defined]
 HELD = HeldRemoval.__table__  # type: ignore[attr-defined]
+# Staged rows and events as JSON: text, numbers from the record's own JSON and ages read from
+# digits, never NaN, so msgspec writes what json would, minus the spaces.
+_SCRATCH = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -138,9 +142,10 @@ class Staging:
             rows.append({"nct_id": s.nct_id, "position": self.position,
                          "content_hash": s.content_hash,
                          "last_update_posted": s.last_update_posted, "record": s.record,
-                         "study": json.dumps(s.study) if s.study is not None else None,
+                         "study": _SCRATCH.encode(s.study).decode() if s.study is not None
+                         else None,
                          "is_new": s.is_new, "first_seen_at": s.first_seen_at,
-                         "events": json.dumps(s.events, ensure_ascii=False)})
+                         "events": _SCRATCH.encode(s.events).decode()})
         if rows:
             with self.db.engine.begin() as conn:
                 conn.execute(insert(STAGE), rows)
@@ -252,14 +257,14 @@ class Staging:
                 if row["study"] is None:
                     continue  # unreadable: kept as received, the study stays as it was
                 version_id = version_ids[row["nct_id"]]
-                study = {**json.loads(row["study"]), "version_id": version_id,
+                study = {**loads(row["study"]), "version_id": version_id,
                          "removed_at": None, "last_changed_at": now}
                 if row["is_new"]:
                     inserts.append({**study, "first_seen_at": row["first_seen_at"] or now})
                 else:
                     updates.append(study)
                 events.extend({**event, "version_id": version_id, "detected_at": now,
-                               "sync_run_id": run_id} for event in json.loads(row["events"]))
+                               "sync_run_id": run_id} for event in loads(row["events"]))
             tx.insert_studies(inserts)
             tx.update_studies(updates)
             tx.add_events(events)

@@ -18,9 +18,11 @@ held while the registry is being read.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -103,10 +105,23 @@ def sync(settings: Settings, store: Store, client: CtGovClient, tagger: Tagger |
     records, so an edited vocabulary takes effect at the next sync.
     """
     tagger = tagger or Tagger(load_vocabulary(settings.vocabulary))
-    with hold(store.db, Lock.SYNC):
+    with hold(store.db, Lock.SYNC), _older_objects_left_alone():
         runs.mark_syncs_interrupted(store.db)
         refresh_derived(store, tagger)
         return _sync_locked(settings, store, client, full, progress or _quiet, clock, tagger)
+
+
+@contextmanager
+def _older_objects_left_alone() -> Iterator[None]:
+    """Keep the garbage collector off the objects that were alive before the sync (modules,
+    the ORM's tables, the tagger's patterns) while the sync runs: each decoded record makes
+    thousands of new objects, and every full collection walked all the old ones again (two
+    such collections cost 55 ms of a 1,000-study baseline). They are handed back after."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def refresh_derived(store: Store, tagger: Tagger) -> int:

@@ -10,7 +10,6 @@ tag can always be explained. The subtype rules are in `subtypes`, the treatment 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 import time
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from tracker.record import Record, get
+from tracker.record import Record, compact_json, get
 from tracker.subtypes import NotMyositis, SubtypeTagger
 from tracker.text import join_list
 from tracker.treatments import TreatmentTagger
@@ -137,14 +136,14 @@ def columns(tags: Tags, study: Record) -> dict[str, Any]:
     return {
         "subtypes": join_list(tags.subtypes),
         "therapies": join_list(tags.therapies),
-        "tag_evidence": json.dumps(evidence, ensure_ascii=False),
+        "tag_evidence": compact_json(evidence).decode(),
         "recruiting": get(p, "statusModule.overallStatus") == "RECRUITING",
         "children": bool(children),
         "min_age_years": minimum,
         "max_age_years": maximum,
         "recruiting_countries": join_list(countries),
-        "recruiting_sites": json.dumps(sites, ensure_ascii=False) if sites else None,
-        "site_points": json.dumps(points) if points else None,
+        "recruiting_sites": compact_json(sites).decode() if sites else None,
+        "site_points": compact_json(points).decode() if points else None,
     }
 
 
