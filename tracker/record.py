@@ -110,9 +110,11 @@ def without_noise(study: Record) -> Record:
 _SORTED = msgspec.json.Encoder(order="sorted")
 _COMPACT = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder()
-# A digit before an exponent, found as "0e" once every digit reads 0: bytes.translate and a
-# substring search run at memory speed, where the regular expression r"\d[eE]" crawled.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+# A digit before an exponent, found as "0e" once every digit reads 0, e and E read e and
+# every other byte a space: bytes.translate and a substring search run at memory speed, where
+# the regular expression r"\d[eE]" crawled (and the search is quicker in a text of spaces).
+_DIGIT_E = bytes(ord("0") if chr(b).isdigit() and b < 128 else ord("e") if b in b"eE"
+                 else ord(" ") for b in range(256))
 
 
 def may_differ_from_stdlib(fast: bytes) -> bool:
@@ -120,8 +122,7 @@ def may_differ_from_stdlib(fast: bytes) -> bool:
     exponent (a digit then e or E), a float under 1e-4 ("0.0000") or a "null"."""
     if b"null" in fast or b"0.0000" in fast:
         return True
-    zeroed = fast.translate(_DIGITS_AS_ZERO)
-    return b"0e" in zeroed or b"0E" in zeroed
+    return b"0e" in fast.translate(_DIGIT_E)
 
 
 def canonical_json(value: Any) -> bytes:
