@@ -57,7 +57,7 @@ DASHES = re.compile(r"[\u2010-\u2015\u2212-]")
 # a registry's studies: each is read once per matcher and its mentions kept. Titles and
 # summaries are longer, and read every time.
 SHORT_TEXT = 60
-SHORT_TEXTS_KEPT = 20_000  # per matcher; the memo starts again when full
+SHORT_TEXTS_KEPT = 5_000  # per matcher (about 2 MB); the memo starts again when full
 
 
 @dataclass(frozen=True)
