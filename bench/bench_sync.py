@@ -292,6 +292,7 @@ COLUMNS = [  # title, width, format of the value
     ("x floor", 7, lambda r: f"{r['x_floor']:.2f}"),
     ("studies/s", 9, lambda r: f"{r['studies'] / max(r['seconds'], 1e-9):.0f}"),
     ("peak RSS MB", 11, lambda r: f"{r['peak_rss_mb']:.1f}"),
+    ("worker MB", 9, lambda r: f"{r['worker_rss_mb']:.1f}" if r.get("worker_rss_mb") else "-"),
     ("RSS before MB", 13, lambda r: f"{r['rss_before_mb']:.1f}"),
     ("RSS x floor", 11, lambda r: f"{r['peak_rss_mb'] / r['floor_rss_mb']:.2f}"),
     ("requests", 8, lambda r: f"{r['result']['requests']}"),
@@ -346,7 +347,19 @@ def _child(spec: dict[str, Any]) -> int:
     from tracker.ctgov import CtGovClient
     from tracker.store import Store
     from tracker.sync import sync
+    from tracker.tagworker import TagWorker
 
+    # A baseline tags in a worker process: its peak RSS is read just before the sync ends it
+    # (the kernel's figure for a waited child would count this process's memory at the fork).
+    worker_peaks: list[int] = []
+    end_worker = TagWorker.close
+
+    def close(worker: TagWorker) -> None:
+        if worker._process is not None:
+            worker_peaks.append(_proc_status_kb("VmHWM", worker._process.pid))
+        end_worker(worker)
+
+    TagWorker.close = close  # type: ignore[method-assign]
     settings = Settings(base_url=spec["base_url"], database_url=spec["database_url"],
                         page_size=spec["page_size"], request_interval=0.0)
     store = Store.open(settings.database_url, create=True)
@@ -364,6 +377,7 @@ def _child(spec: dict[str, Any]) -> int:
         store.close()
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak / 1024,
                       "rss_before_mb": rss_before / 1024, "versions_added": versions_added,
+                      "worker_rss_mb": max(worker_peaks, default=0) / 1024,
                       "result": result.as_dict()}))
     return 0
 
@@ -425,10 +439,10 @@ def _floor(spec: dict[str, Any]) -> int:
     return 0
 
 
-def _proc_status_kb(name: str) -> int:
-    """A line of /proc/self/status in kB (VmHWM: peak resident set), or 0 if unavailable."""
+def _proc_status_kb(name: str, pid: int | str = "self") -> int:
+    """A line of /proc/PID/status in kB (VmHWM: peak resident set), or 0 if unavailable."""
     try:
-        with open("/proc/self/status") as status:
+        with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith(name + ":"):
                     return int(line.split()[1])

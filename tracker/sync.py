@@ -47,11 +47,13 @@ from tracker.staging import Known, Staged, Staging
 from tracker.store import BATCH, Store, Transaction, compress, compress_json
 from tracker.tags import Tagger
 from tracker.tags import columns as tag_columns
+from tracker.tagworker import TagWorker, spare_core
 from tracker.times import utcnow
 from tracker.treatments import known_names
 from tracker.vocabulary import load_vocabulary
 
 IDS_PER_REQUEST = 100
+WORKER_MIN_PAGE_SIZE = 100  # smaller pages: tagging in the sync's own process costs less
 STAGE_EVERY = 100  # studies staged per short transaction: what a page holds beside its bytes
 MASS_REMOVAL = 0.05  # removing more than this share of the tracked trials at once is suspect
 INTERRUPTED = "Interrupted; nothing from this sync was saved."
@@ -178,7 +180,13 @@ def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bo
             if mode is not SyncMode.FULL:  # a full sync mostly finds studies unchanged
                 tagger.prepare()  # compiled while the first page is on its way
             stager = _Stager(store, staging, tagger, baseline, run_id)
-            _fetch(settings, staging, client, since, stager, progress)
+            if mode is SyncMode.BASELINE and _worth_a_worker(settings, tagger):
+                stager.worker = TagWorker(settings.vocabulary, tagger.vocabulary.digest)
+            try:
+                _fetch(settings, staging, client, since, stager, progress)
+            finally:
+                if stager.worker is not None:
+                    stager.worker.close()
             removals = _removals(settings, staging, client, baseline, version.data_timestamp)
             after = client.version()
             if after.data_timestamp != version.data_timestamp:
@@ -216,6 +224,14 @@ def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bo
         runs.finish_sync(db, run_id, status, error=message,
                          requests=client.requests_made - requests_before)
         raise
+
+
+def _worth_a_worker(settings: Settings, tagger: Tagger) -> bool:
+    """A baseline tags every study: with pages of hundreds and a core to spare, tagging runs
+    beside the rest in a worker process (`tracker.tagworker`), started now so that it is
+    ready when the first page arrives. Only for the stock Tagger, which the worker runs."""
+    return (type(tagger) is Tagger and settings.page_size >= WORKER_MIN_PAGE_SIZE
+            and spare_core())
 
 
 def _since(last_ok: Any, overlap_days: int) -> date:
@@ -391,6 +407,7 @@ class _Stager:
     baseline: bool
     run_id: int
     counts: _Counts = field(default_factory=_Counts)
+    worker: TagWorker | None = None  # tags the studies of a page beside the sync
 
     def page(self, studies: list[PageStudy]) -> None:
         """One page, one study at a time: each is decoded, hashed and dropped, so one record
@@ -406,6 +423,9 @@ class _Stager:
         known = self.staging.known([s.nct_id for s in fresh])
         staged: list[Staged] = []
         confirmed: list[tuple[str, str]] = []
+        if self.worker is not None:
+            self.worker.submit((s.nct_id, s.raw, s.unsafe) for s in fresh
+                               if s.nct_id not in known)
         for item in fresh:
             counts.seen.add(item.nct_id)
             raw = bytes(item.raw)
@@ -428,6 +448,8 @@ class _Stager:
                 staged = []
         self.staging.stage(staged)
         self.staging.confirm(confirmed)
+        if self.worker is not None:
+            self.worker.drain()  # the page's bytes are let go after this
 
     def _one(self, item: PageStudy, raw: bytes, study: Record, digest: str,
              before: Known | None) -> Staged | None:
@@ -447,7 +469,8 @@ class _Stager:
 
     def _readable(self, item: PageStudy, raw: bytes, study: Record, digest: str,
                   before: Known | None) -> Staged:
-        row = {**summarise(study), **tag_columns(self.tagger.tag(study), study),
+        tags = self.worker.tags(item.nct_id) if self.worker is not None else None
+        row = {**summarise(study), **tag_columns(tags or self.tagger.tag(study), study),
                "vocabulary": self.tagger.vocabulary.digest, "content_hash": digest,
                "received_hash": received_hash(raw, study)}
         events = self._events(study, before, digest)
