@@ -158,15 +158,12 @@ class TagWorker:
                     return
                 batch = self._writes.popleft()
             try:
-                for _, raw, unsafe in batch:
-                    stdin.write(len(raw).to_bytes(_LENGTH, "big") + (b"\1" if unsafe else b"\0"))
-                    stdin.write(raw)
-                stdin.flush()
+                _send(stdin, batch)
             except (OSError, ValueError):
                 self._give_up()
                 return
             finally:
-                del batch
+                del batch  # the page's bytes: no reference may outlive the page
 
     def _read(self) -> None:
         process = self._process
@@ -216,6 +213,13 @@ def _environment() -> dict[str, str]:
     here = str(Path(__file__).resolve().parent.parent)
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": here + (os.pathsep + path if path else "")}
+
+
+def _send(stdin: IO[bytes], batch: list[tuple[Any, Json, bool]]) -> None:
+    for _, raw, unsafe in batch:
+        stdin.write(len(raw).to_bytes(_LENGTH, "big") + (b"\1" if unsafe else b"\0"))
+        stdin.write(raw)
+    stdin.flush()
 
 
 def _write_frame(out: IO[bytes], data: bytes) -> None:
