@@ -75,6 +75,20 @@ def test_a_study_the_worker_cannot_read_is_left_to_the_sync() -> None:
         worker.close()
 
 
+def test_a_study_never_sent_to_the_worker_is_left_to_the_sync_at_once() -> None:
+    """A baseline sends the worker the studies new to the snapshot; one it already holds
+    (the query changed) and that changed is tagged by the sync itself, without waiting."""
+    worker = TagWorker(None, VOCABULARY.digest)
+    try:
+        worker.submit([("new", as_received(all_studies()["NCT04078230"]), False)])
+        started = time.monotonic()
+        assert worker.tags("known") is None
+        assert time.monotonic() - started < 1
+        assert worker.tags("new") is not None and worker.working
+    finally:
+        worker.close()
+
+
 def test_a_worker_with_another_vocabulary_stops_and_leaves_everything_to_the_sync(
         tmp_path: Path) -> None:
     extra = tmp_path / "extra.toml"

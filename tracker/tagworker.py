@@ -50,6 +50,7 @@ class TagWorker:
         and the sync tags everything itself."""
         self._done: dict[Any, Tags | None] = {}
         self._waiting: deque[Any] = deque()  # keys sent, in the order the answers come
+        self._pending: set[Any] = set()  # the same keys, to look up
         self._ready = threading.Condition()
         self._broken = False
         self.tagged = 0  # studies the worker sent tags for
@@ -96,15 +97,16 @@ class TagWorker:
             return
         with self._ready:
             self._waiting.extend(key for key, _, _ in batch)
+            self._pending.update(key for key, _, _ in batch)
         with self._wake_writer:
             self._writes.append(batch)
             self._wake_writer.notify()
 
     def tags(self, key: Any) -> Tags | None:
         """The tags of a submitted study, once the worker has sent them; None if the worker
-        could not tag it (or is gone), so the caller tags it itself."""
+        could not tag it, is gone or was never sent it, so the caller tags it itself."""
         with self._ready:
-            while key not in self._done and not self._broken:
+            while key in self._pending and not self._broken:
                 if not self._ready.wait(WAIT_SECONDS):
                     log.warning("Tagging in this process: the tag worker fell silent.")
                     self._give_up()
@@ -182,7 +184,9 @@ class TagWorker:
                 return
             with self._ready:
                 if self._waiting:
-                    self._done[self._waiting.popleft()] = answer
+                    key = self._waiting.popleft()
+                    self._pending.discard(key)
+                    self._done[key] = answer
                     self.tagged += answer is not None
                 self._ready.notify_all()
 
@@ -190,6 +194,7 @@ class TagWorker:
         with self._ready:
             self._broken = True
             self._waiting.clear()
+            self._pending.clear()
             self._ready.notify_all()
         with self._wake_writer:
             self._writes.clear()
