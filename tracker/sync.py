@@ -177,11 +177,11 @@ def _sync_locked(settings: Settings, store: Store, client: CtGovClient, full: bo
             result = SyncResult(run_id, RunStatus.OK, mode, version.data_timestamp,
                                 since=since.isoformat() if since else None)
             staging.clear()  # what a sync that died left behind
-            if mode is not SyncMode.FULL:  # a full sync mostly finds studies unchanged
-                tagger.prepare()  # compiled while the first page is on its way
             stager = _Stager(store, staging, tagger, baseline, run_id)
             if mode is SyncMode.BASELINE and _worth_a_worker(settings, tagger):
                 stager.worker = TagWorker(settings.vocabulary, tagger.vocabulary.digest)
+            elif mode is not SyncMode.FULL:  # a full sync mostly finds studies unchanged
+                tagger.prepare()  # compiled while the first page is on its way
             try:
                 _fetch(settings, staging, client, since, stager, progress)
             finally:
