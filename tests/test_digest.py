@@ -459,9 +459,10 @@ def test_the_footer_states_the_data_timestamp_and_the_last_successful_sync(
 
     [row] = world.queued()
     text, html = bodies(parse(row))
-    footer = (f"Data from ClinicalTrials.gov as of 2026-11-21T09:00:05 (registry data "
-              f"timestamp); last successful sync {last.finished_at:%Y-%m-%d %H:%M} UTC.")
+    footer = (f"Data from ClinicalTrials.gov as of 2026-11-21 09:00 UTC; last successful "
+              f"update {last.finished_at:%Y-%m-%d %H:%M} UTC.")
     assert footer in text and footer in html
+    assert "T09:00" not in text  # no raw timestamp for a reader
     assert "failed" not in text.lower() and "warning" not in html.lower()
 
 
@@ -484,7 +485,7 @@ def test_the_footer_says_plainly_when_the_last_sync_failed(world: World) -> None
     assert f"\nWARNING: {warning}\n" in text
     assert f">Warning: {warning}</p>" in html
     # The data is still described as of the last sync that worked.
-    assert (f"as of 2026-11-21T09:00:05 (registry data timestamp); last successful sync "
+    assert (f"as of 2026-11-21 09:00 UTC; last successful update "
             f"{last.finished_at:%Y-%m-%d %H:%M} UTC.") in text
 
 

@@ -417,6 +417,7 @@ def test_timestamps_read_in_utc_and_quarters_fold_into_years() -> None:
     assert stamp("2026-11-22T09:54:00+01:00") == "2026-11-22 08:54 UTC"
     assert stamp("2026-11-21T09:00:05") == "2026-11-21 09:00 UTC"
     assert stamp(None) == "never" and stamp(None, "unknown") == "unknown"
+    assert stamp("not a time") == "not a time"  # the registry's text, shown as it came
     assert by_year([("2024-Q3", 2), ("2024-Q4", 0), ("2025-Q1", 1)]) == [
         ("2024", [0, 0, 2, 0]), ("2025", [1, 0, 0, 0])]
 

@@ -26,7 +26,7 @@ from tracker.matching import Facts, Wish, describe
 from tracker.models import ChangeEvent, MessageKind, Study, Subscriber
 from tracker.record import status_words
 from tracker.text import history_url, one_line, shorten, split_list, study_url
-from tracker.times import long_date, utc_time
+from tracker.times import long_date, stamp, utc_time
 from tracker.vocabulary import Vocabulary, load_vocabulary
 
 # Long lines rather than RFC 2047 encoded words: List-Unsubscribe URLs must stay readable.
@@ -44,10 +44,8 @@ class Freshness:
     stale: bool = False  # no successful sync for longer than STALE_AFTER
 
     def sentence(self) -> str:
-        stamp = self.data_timestamp or "unknown"
-        when = utc_time(self.last_success)
-        return (f"Data from ClinicalTrials.gov as of {stamp} (registry data timestamp); "
-                f"last successful sync {when}.")
+        return (f"Data from ClinicalTrials.gov as of {stamp(self.data_timestamp, 'unknown')}; "
+                f"last successful update {utc_time(self.last_success)}.")
 
     def warning(self) -> str | None:
         """Why the data may be stale, or None; phrased to follow "Warning: "."""

@@ -31,7 +31,7 @@ from tracker.record import site_key, status_label
 from tracker.store import STUDY, Store, StudyFilter
 from tracker.text import split_list as split
 from tracker.text import study_url
-from tracker.times import as_utc, long_date, utc_time
+from tracker.times import as_utc, long_date, stamp
 from tracker.views import who_can_join
 from tracker.vocabulary import Vocabulary
 
@@ -356,11 +356,6 @@ def _environment(templates_dir: Path | None = None) -> Environment:
     env.filters["by_year"] = by_year
     env.filters["day"] = day
     return env
-
-
-def stamp(value: str | None, missing: str = "never") -> str:
-    """An ISO timestamp as readers write it: 2026-11-21 09:00 UTC (naive ones are UTC)."""
-    return utc_time(datetime.fromisoformat(value) if value else None, missing)
 
 
 def day(value: str | None) -> str:

@@ -34,6 +34,17 @@ def utc_time(moment: datetime | None, missing: str = "never") -> str:
     return f"{as_utc(moment).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
+def stamp(value: str | None, missing: str = "never") -> str:
+    """An ISO timestamp as readers write it: 2026-11-21 09:00 UTC (naive ones are UTC); text
+    that is no timestamp (the registry's, untrusted) as it is."""
+    if not value:
+        return missing
+    try:
+        return utc_time(datetime.fromisoformat(value))
+    except ValueError:
+        return value
+
+
 def local_time(moment: datetime | None, zone: tzinfo, missing: str = "never") -> str:
     """A time in the operator's zone (TRACKER_TIMEZONE): 2026-11-23 06:00 CET."""
     if moment is None:
