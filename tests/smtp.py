@@ -50,6 +50,7 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    mail_options: tuple[str, ...] = ()  # what followed MAIL FROM (BODY=8BITMIME)
 
     @property
     def message(self) -> EmailMessage:
@@ -74,6 +75,7 @@ class Mailbox:
     slow: float = 0.0
     slow_from: int = 0
     pipelining: bool = False  # offer PIPELINING in the EHLO answer
+    eight_bit: bool = True  # offer 8BITMIME (aiosmtpd does); False: a 7-bit-only server
     grouped: list[bytes] = field(default_factory=list)  # per MAIL: the commands behind it
     # Answer 354 to DATA even when no recipient was accepted, as RFC 2920 lets a server do;
     # the client must then send an empty message (recorded in `empty_data`), never delivered.
@@ -107,6 +109,8 @@ class Mailbox:
         self._session_number(session)
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
+        if not self.eight_bit:
+            responses = [r for r in responses if r != "250-8BITMIME"]
         return responses
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Any, address: str,
@@ -132,10 +136,13 @@ class Mailbox:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Any) -> str:
         got = Received(self._session_number(session), envelope.mail_from,
-                       tuple(envelope.rcpt_tos), bytes(envelope.original_content))
+                       tuple(envelope.rcpt_tos), bytes(envelope.original_content),
+                       tuple(envelope.mail_options))
         with self.lock:
             self.handed_over.append(got)
             number = len(self.handed_over)
+        if not self.eight_bit and not got.data.isascii():
+            return "554 5.6.0 8-bit data refused: this server takes 7-bit messages only"
         if self.slow and number > self.slow_from:
             deadline = time.monotonic() + self.slow
             while not self.release.is_set() and time.monotonic() < deadline:

@@ -23,6 +23,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,10 @@ from tracker.cli import cli
 from tracker.config import Settings
 from tracker.ctgov import CtGovClient
 from tracker.database import Database
+from tracker.digest import POLICY
 from tracker.errors import LockBusy, TrackerError
 from tracker.mail import CLAIM, FileTransport, SmtpTransport, drain
+from tracker.mime import bodies
 from tracker.models import MessageKind, OutboxMessage
 from tracker.store import Store
 from tracker.subscribers import Preferences
@@ -222,6 +225,51 @@ def test_one_connection_carries_a_whole_batch(mail_settings: Settings, store: St
     received = mailbox.accepted_ids()
     assert received == [m.message_id for m in outbox.messages(store.db)]
     assert len(set(received)) == 4 and all(MESSAGE_ID.fullmatch(i) for i in received)
+
+
+def digest_with(text: str, recipient: str) -> bytes:
+    """An e-mail built as digests are (tracker.digest.POLICY): a body outside ASCII is 8bit."""
+    mail = EmailMessage(policy=POLICY)
+    mail["From"], mail["To"], mail["Subject"] = SENDER, recipient, "Myositis trials: 1 update"
+    mail["Message-ID"] = f"<{recipient.split('@')[0]}@localhost>"
+    mail.set_content(text)
+    mail.add_alternative(f"<p>{text}</p>\n", subtype="html")
+    return mail.as_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("eight_bit", [True, False], ids=["8bitmime", "7bit-only"])
+def test_registry_text_outside_ascii_reaches_servers_with_and_without_8bitmime(
+        mail_settings: Settings, store: Store, mailbox: Mailbox, backoff: Sleeps,
+        eight_bit: bool) -> None:
+    """RFC 6152: 8-bit data goes only to a server that announces 8BITMIME, declared with
+    BODY=8BITMIME; a server that does not gets the same e-mail in 7 bits (this one refuses
+    8-bit data outright, as some do)."""
+    mailbox.eight_bit = eight_bit
+    text = "A new site in Zürich; São Paulo's site recruits (Sjögren's excluded).\n"
+    messages = {"ana@example.org": digest_with(text, "ana@example.org"),
+                "ben@example.org": digest_with("A new site in Lyon.\n", "ben@example.org")}
+    assert b"Content-Transfer-Encoding: 8bit" in messages["ana@example.org"]
+    for recipient, message in messages.items():
+        outbox.queue(store.db, outbox.Draft(
+            kind=MessageKind.DIGEST, key=f"digest.{recipient}", recipient=recipient,
+            subject="Myositis trials: 1 update", message_id=f"<{recipient}>", message=message),
+            now=utcnow())
+
+    result = drain(store.db, SmtpTransport(mail_settings), sleep=backoff)
+
+    assert (result.sent, result.failed) == (2, 0)
+    got = {r.rcpt_tos[0]: r for r in mailbox.accepted}
+    ana, ben = got["ana@example.org"], got["ben@example.org"]
+    assert bodies(ana.data) == (text, f"<p>{text}</p>\n")  # what the reader sees
+    assert ben.mail_options == () and ben.data == messages["ben@example.org"]
+    if eight_bit:
+        assert ana.mail_options == ("BODY=8BITMIME",)
+        assert ana.data == messages["ana@example.org"]
+    else:
+        assert ana.mail_options == () and ana.data.isascii()
+        assert ana.message["Subject"] == "Myositis trials: 1 update"
+    assert len(mailbox.handed_over) == 2  # nothing refused, nothing sent twice
 
 
 # --- temporary refusals and dropped connections ----------------------------------------------

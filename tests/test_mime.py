@@ -108,3 +108,20 @@ FLAT = (b"Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n"
         "attached"])
 def test_any_other_shape_reads_as_the_parser_reads_it(message: bytes) -> None:
     assert mime.bodies(message) == parsed(message)
+
+
+def test_seven_bit_reencodes_8bit_bodies_and_keeps_the_rest() -> None:
+    mail = EmailMessage(policy=digest.POLICY)
+    mail["From"], mail["To"], mail["Subject"] = "t@example.org", "a@example.org", "Zürich site"
+    mail["List-Unsubscribe"] = "<https://trials.example.org/unsubscribe?token=" + "x" * 300 + ">"
+    mail.set_content("Un site à Zürich.\n")
+    mail.add_alternative("<p>Un site à Zürich.</p>\n", subtype="html")
+    eight = mail.as_bytes()
+
+    seven = mime.seven_bit(eight)
+
+    assert not eight.isascii() and seven.isascii()
+    assert mime.bodies(seven) == mime.bodies(eight) == (
+        "Un site à Zürich.\n", "<p>Un site à Zürich.</p>\n")
+    header_lines = [line for line in eight.split(b"\r\n\r\n", 1)[0].split(b"\r\n")]
+    assert all(line in seven for line in header_lines)  # headers as written, none refolded

@@ -44,7 +44,7 @@ from tracker.errors import (
     Unreachable,
 )
 from tracker.lock import sender
-from tracker.mime import bodies
+from tracker.mime import bodies, seven_bit
 from tracker.models import MessageKind, MessageStatus, OutboxMessage
 
 SEND_ATTEMPTS = 4
@@ -73,13 +73,21 @@ class _Tracked:
     def transaction(self, sender: str, recipient: str, msg: bytes) -> tuple[int, bytes]:
         """Hand `msg` over for `recipient`. Returns the reply that decides: the first refusal
         (of MAIL, RCPT or DATA), else the server's verdict on the message. Raises
-        SMTPServerDisconnected (an OSError) if the connection is lost before that reply."""
+        SMTPServerDisconnected (an OSError) if the connection is lost before that reply.
+        8-bit data is declared (BODY=8BITMIME) to a server that announces it, and re-encoded
+        as 7-bit for one that does not."""
         smtp: Any = self
         self.awaiting_verdict = False
         smtp.ehlo_or_helo_if_needed()
+        options: tuple[str, ...] = ()
+        if not msg.isascii():  # registry text outside ASCII, in an 8bit body
+            if smtp.has_extn("8bitmime"):
+                options = ("BODY=8BITMIME",)
+            else:
+                msg = seven_bit(msg)
         if smtp.has_extn("pipelining"):
-            return self._pipelined(sender, recipient, msg)
-        code, reply = smtp.mail(sender)
+            return self._pipelined(sender, recipient, msg, options)
+        code, reply = smtp.mail(sender, options)
         if code != 250:
             return code, reply
         code, reply = smtp.rcpt(recipient)
@@ -91,13 +99,14 @@ class _Tracked:
             return code, reply
         return self._content(msg)
 
-    def _pipelined(self, sender: str, recipient: str, msg: bytes) -> tuple[int, bytes]:
+    def _pipelined(self, sender: str, recipient: str, msg: bytes,
+                   options: tuple[str, ...]) -> tuple[int, bytes]:
         """MAIL, RCPT and DATA in one write (DATA last, as RFC 2920 requires), then their
         replies in order. The message itself goes only after a 354 that follows two
         acceptances; once a command is refused, the replies still owed are read (or the
         connection is found closed) so the next message starts in step."""
         smtp: Any = self
-        group = [f"MAIL FROM:{smtplib.quoteaddr(sender)}",
+        group = [" ".join([f"MAIL FROM:{smtplib.quoteaddr(sender)}", *options]),
                  f"RCPT TO:{smtplib.quoteaddr(recipient)}", "DATA"]
         if any("\r" in command or "\n" in command for command in group):
             raise ValueError(f"a line break in an SMTP command: {group!r}")  # as smtplib's
