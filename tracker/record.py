@@ -169,8 +169,8 @@ def content_hash(study: Record) -> str:
 
 # The one field content_hash leaves out, as it appears in a record's JSON: its key, its colon
 # and the quote opening its (text) value, with nothing between them.
-_NOISE = b'"versionHolder":"'
 _KEY = b'"versionHolder":'
+_NOISE = _KEY + b'"'
 _NOISE_VALUE = re.compile(rb"[\x20\x21\x23-\x5b\x5d-\x7e]*")  # printable ASCII, no " or \
 
 
@@ -203,17 +203,15 @@ def received_hash(raw: bytes, study: Record | None = None) -> str | None:
     equal to it outside the value cut out passes the same test, so a fingerprint computed
     without `study` matches a stored one only if the content is the same."""
     span = _noise_span(raw)
+    holder = None if study is None else get(study, "derivedSection.miscInfoModule.versionHolder")
     digest = hashlib.sha256()
     if span is None:
-        if study is not None and get(
-                study, "derivedSection.miscInfoModule.versionHolder") is not None:
+        if holder is not None:
             return None  # a fingerprint of every byte would change with every refresh
         digest.update(b"whole\0")
         digest.update(raw)
     else:
-        if study is not None and (
-                b"\\u00" in raw
-                or get(study, "derivedSection.miscInfoModule.versionHolder") is None):
+        if study is not None and (b"\\u00" in raw or holder is None):
             return None
         start, end = span
         view = memoryview(raw)

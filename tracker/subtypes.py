@@ -31,8 +31,6 @@ from tracker.record import Record, get
 from tracker.vocabulary import (
     DASHES,
     SENTENCE_END,
-    SHORT_TEXT,
-    SHORT_TEXTS_KEPT,
     Evidence,
     Hit,
     Matcher,
@@ -41,6 +39,7 @@ from tracker.vocabulary import (
     fold,
     negated,
     normalise,
+    read_once,
     unique,
     words_pattern,
 )
@@ -123,7 +122,7 @@ class SubtypeTagger:
             (LOOK_ALIKE, t.name, self._phrase(t)) for t in look_alikes if t.causes]
         self.explains = {t.name for t in [*subtypes, *look_alikes] if t.explains_myositis}
         self.in_children = {adult: t.name for t in subtypes for adult in t.in_children}
-        self._short: dict[str, tuple[_Mention, ...]] = {}
+        self._mentions = read_once(self._read_mentions)
 
     def tag(self, study: Record) -> dict[str, list[Evidence]]:
         return self.read(study).subtypes
@@ -216,7 +215,7 @@ class SubtypeTagger:
                 found.strong.setdefault(tag, []).append(Evidence(source, " ".join(text.split())))
             return
         folded = fold(text)
-        for mention in self._mentions(text, folded):
+        for mention in self._mentions(text):
             hit = mention.hit
             if hit.negated:
                 continue
@@ -232,7 +231,7 @@ class SubtypeTagger:
                 found.strong.setdefault(hit.tag, []).append(Evidence(source, hit.words))
 
     def _collect_look_alikes(self, text: str, source: str, found: _Found) -> None:
-        for mention in self._mentions(text, fold(text)):
+        for mention in self._mentions(text):
             if mention.kind == LOOK_ALIKE and not mention.hit.negated:
                 found.look_alikes.append(self._look_alike(source, mention.hit))
 
@@ -240,21 +239,12 @@ class SubtypeTagger:
         return NotMyositis(source, hit.words, hit.tag,
                            self.vocabulary.not_myositis[hit.tag].label)
 
-    def _mentions(self, text: str, folded: str) -> tuple[_Mention, ...]:
+    def _read_mentions(self, text: str) -> tuple[_Mention, ...]:
         """Every mention in `text`, overlaps resolved: leftmost first, then longest; a term
         listed under two tags keeps both. The specific disease named inside a term of a tag
         with causes, or as the head of its cause phrase ("cancer-associated dermatomyositis"),
-        counts too. A short text is read once (see vocabulary.SHORT_TEXT)."""
-        if len(text) > SHORT_TEXT:
-            return self._read_mentions(text, folded)
-        found = self._short.get(text)
-        if found is None:
-            if len(self._short) >= SHORT_TEXTS_KEPT:
-                self._short.clear()
-            found = self._short[text] = self._read_mentions(text, folded)
-        return found
-
-    def _read_mentions(self, text: str, folded: str) -> tuple[_Mention, ...]:
+        counts too. Read through `_mentions`, which reads a short text once."""
+        folded = fold(text)
         candidates = [*(_Mention(SUBTYPE, h) for h in self.subtypes.hits(text)),
                       *(_Mention(LOOK_ALIKE, h) for h in self.look_alikes.hits(text)),
                       *self._phrase_mentions(folded)]

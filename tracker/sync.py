@@ -470,7 +470,9 @@ class _Stager:
     def _readable(self, item: PageStudy, raw: bytes, study: Record, digest: str,
                   before: Known | None) -> Staged:
         tags = self.worker.tags(item.nct_id) if self.worker is not None else None
-        row = {**summarise(study), **tag_columns(tags or self.tagger.tag(study), study),
+        if tags is None:  # no worker, or it could not tag this one
+            tags = self.tagger.tag(study)
+        row = {**summarise(study), **tag_columns(tags, study),
                "vocabulary": self.tagger.vocabulary.digest, "content_hash": digest,
                "received_hash": received_hash(raw, study)}
         events = self._events(study, before, digest)

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -49,8 +49,8 @@ class TagWorker:
         come out as `digest` (the sync's own): if the file changed since, the worker stops
         and the sync tags everything itself."""
         self._done: dict[Any, Tags | None] = {}
-        self._waiting: deque[Any] = deque()  # keys sent, in the order the answers come
-        self._pending: set[Any] = set()  # the same keys, to look up
+        # Keys sent and not answered yet, in the order the answers come.
+        self._waiting: OrderedDict[Any, None] = OrderedDict()
         self._ready = threading.Condition()
         self._broken = False
         self.tagged = 0  # studies the worker sent tags for
@@ -91,13 +91,16 @@ class TagWorker:
         return not self._broken
 
     def submit(self, studies: Iterable[tuple[Any, Json, bool]]) -> None:
-        """Queue (key, JSON bytes as received, needs cleaning) for tagging; returns at once."""
+        """Queue (key, JSON bytes as received, needs cleaning) for tagging; returns at once.
+        A key may be sent again only once it is answered: answers are matched by order."""
         batch = list(studies)
         if self._broken or not batch:
             return
+        keys = [key for key, _, _ in batch]
         with self._ready:
-            self._waiting.extend(key for key, _, _ in batch)
-            self._pending.update(key for key, _, _ in batch)
+            if len(set(keys)) < len(keys) or not self._waiting.keys().isdisjoint(keys):
+                raise ValueError("a study was sent to the tag worker twice")
+            self._waiting.update(dict.fromkeys(keys))
         with self._wake_writer:
             self._writes.append(batch)
             self._wake_writer.notify()
@@ -106,7 +109,7 @@ class TagWorker:
         """The tags of a submitted study, once the worker has sent them; None if the worker
         could not tag it, is gone or was never sent it, so the caller tags it itself."""
         with self._ready:
-            while key in self._pending and not self._broken:
+            while key in self._waiting and not self._broken:
                 if not self._ready.wait(WAIT_SECONDS):
                     log.warning("Tagging in this process: the tag worker fell silent.")
                     self._give_up()
@@ -184,8 +187,7 @@ class TagWorker:
                 return
             with self._ready:
                 if self._waiting:
-                    key = self._waiting.popleft()
-                    self._pending.discard(key)
+                    key, _ = self._waiting.popitem(last=False)
                     self._done[key] = answer
                     self.tagged += answer is not None
                 self._ready.notify_all()
@@ -194,7 +196,6 @@ class TagWorker:
         with self._ready:
             self._broken = True
             self._waiting.clear()
-            self._pending.clear()
             self._ready.notify_all()
         with self._wake_writer:
             self._writes.clear()

@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tracker.errors import ConfigError
 
@@ -57,7 +57,8 @@ DASHES = re.compile(r"[\u2010-\u2015\u2212-]")
 # a registry's studies: each is read once per matcher and its mentions kept. Titles and
 # summaries are longer, and read every time.
 SHORT_TEXT = 60
-SHORT_TEXTS_KEPT = 5_000  # per matcher (about 2 MB); the memo starts again when full
+SHORT_TEXTS_KEPT = 5_000  # per reader (about 2 MB); the memo starts again when full
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ class Matcher:
         self.terms = _words(terms, re.IGNORECASE, gap=r"\s?") if terms else None
         abbreviations = sorted(self.by_abbreviation, key=len, reverse=True)
         self.abbreviations = _words(abbreviations, 0) if abbreviations else None
-        self._short: dict[str, tuple[Hit, ...]] = {}
+        self._read = read_once(self._hits)
 
     def spans(self, text: str) -> Iterator[re.Match[str]]:
         """Every term match in `text` (stripped), negated or not."""
@@ -275,14 +276,7 @@ class Matcher:
 
     def hits(self, text: str) -> tuple[Hit, ...]:
         """Every term and abbreviation in `text`, each marked if its clause rules it out."""
-        if len(text) > SHORT_TEXT:
-            return self._hits(text)
-        found = self._short.get(text)
-        if found is None:
-            if len(self._short) >= SHORT_TEXTS_KEPT:
-                self._short.clear()
-            found = self._short[text] = self._hits(text)
-        return found
+        return self._read(text)
 
     def _hits(self, text: str) -> tuple[Hit, ...]:
         folded = fold(text)
@@ -307,6 +301,23 @@ class Matcher:
         for hit in self.hits(text):
             if not hit.negated:
                 yield hit.tag, hit.words, hit.abbreviation
+
+
+def read_once(read: Callable[[str], T]) -> Callable[[str], T]:
+    """`read`, keeping what it gave for each short text (SHORT_TEXT) so that the text is
+    read once; longer texts are read every time."""
+    known: dict[str, T] = {}
+
+    def reading(text: str) -> T:
+        if len(text) > SHORT_TEXT:
+            return read(text)
+        if text not in known:
+            if len(known) >= SHORT_TEXTS_KEPT:
+                known.clear()
+            known[text] = read(text)
+        return known[text]
+
+    return reading
 
 
 def _add(index: dict[str, list[str]], key: str, tag: str) -> None:
