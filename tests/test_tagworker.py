@@ -89,6 +89,23 @@ def test_a_study_never_sent_to_the_worker_is_left_to_the_sync_at_once() -> None:
         worker.close()
 
 
+def test_a_study_is_not_sent_twice_before_it_is_answered() -> None:
+    """Answers are matched to studies by order, so a key sent twice would shift them."""
+    worker = TagWorker(None, VOCABULARY.digest)
+    record = as_received(all_studies()["NCT04078230"])
+    try:
+        with pytest.raises(ValueError, match="twice"):
+            worker.submit([("one", record, False), ("one", record, False)])
+        worker.submit([("one", record, False)])
+        with pytest.raises(ValueError, match="twice"):
+            worker.submit([("one", record, False)])
+        assert worker.tags("one") is not None
+        worker.submit([("one", record, False)])  # answered: it may go again
+        assert worker.tags("one") is not None
+    finally:
+        worker.close()
+
+
 def test_a_worker_with_another_vocabulary_stops_and_leaves_everything_to_the_sync(
         tmp_path: Path) -> None:
     extra = tmp_path / "extra.toml"
